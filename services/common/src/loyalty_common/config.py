@@ -207,7 +207,11 @@ def check_jwt_secret(
     """
     if _raw("JWT_SECRET", environ) is None or _raw(key_file_variable, environ):
         return
-    which = "private key file (jwt.key)" if "PRIVATE" in key_file_variable else "public key file (jwt.pub)"
+    which = (
+        "private key file (jwt.key)"
+        if "PRIVATE" in key_file_variable
+        else "public key file (jwt.pub)"
+    )
     raise ConfigError(
         "JWT_SECRET",
         JWT_SECRET_MESSAGE.format(key_var=key_file_variable, which=which),

@@ -33,7 +33,9 @@ def run_main(main: Callable[[], int | None], prog: str) -> NoReturn:
     sys.exit(code or 0)
 
 
-def entry_point(prog: str) -> Callable[[Callable[[], int | None]], Callable[[], NoReturn]]:
+def entry_point(
+    prog: str,
+) -> Callable[[Callable[[], int | None]], Callable[[], NoReturn]]:
     """Decorator form of :func:`run_main` for ``[project.scripts]`` targets."""
 
     def decorate(main: Callable[[], int | None]) -> Callable[[], NoReturn]:

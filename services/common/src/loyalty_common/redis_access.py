@@ -72,7 +72,9 @@ def redis_settings_from_env(environ: Mapping[str, str] | None = None) -> RedisSe
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError("REDIS_PASSWORD_FILE", f"cannot be read ({error})") from None
+            raise ConfigError(
+                "REDIS_PASSWORD_FILE", f"cannot be read ({error})"
+            ) from None
         password = lines[0].strip() if lines else ""
         if not password:
             raise ConfigError("REDIS_PASSWORD_FILE", f"first line is empty: {path}")
@@ -108,6 +110,8 @@ def make_redis(settings: RedisSettings, **overrides: Any) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def redis_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> redis.Redis:
+def redis_from_env(
+    environ: Mapping[str, str] | None = None, **overrides: Any
+) -> redis.Redis:
     """Shorthand for ``make_redis(redis_settings_from_env(environ), **overrides)``."""
     return make_redis(redis_settings_from_env(environ), **overrides)

@@ -1,0 +1,1 @@
+"""Auth API of the loyalty platform."""

@@ -1,0 +1,108 @@
+"""Run a WSGI app under gunicorn in-process, configured from the environment.
+
+Imported only by the APIs (it needs gunicorn).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .config import ConfigError, env_int, env_log_level, env_str
+
+__all__ = ["HttpSettings", "http_settings_from_env", "serve"]
+
+# Gunicorn halts the whole server (instead of respawning forever) when a
+# worker exits with this status while booting.
+_WORKER_BOOT_ERROR = 3
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """HTTP_HOST, HTTP_PORT, WEB_CONCURRENCY, GUNICORN_TIMEOUT and LOG_LEVEL."""
+
+    host: str = "0.0.0.0"
+    port: int = 5000
+    workers: int = 2
+    timeout: int = 30
+    log_level: int = 20
+
+
+def http_settings_from_env(environ: Mapping[str, str] | None = None) -> HttpSettings:
+    """Read and validate the variables every HTTP service shares."""
+    host = env_str("HTTP_HOST", "0.0.0.0", environ=environ)
+    if any(ch.isspace() or ch in "/@" for ch in host):
+        raise ConfigError("HTTP_HOST", f"is not a host name or address: {host!r}")
+    return HttpSettings(
+        host=host,
+        port=env_int("HTTP_PORT", 5000, minimum=1, maximum=65535, environ=environ),
+        workers=env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=256, environ=environ),
+        timeout=env_int(
+            "GUNICORN_TIMEOUT", 30, minimum=1, maximum=3600, environ=environ
+        ),
+        log_level=env_log_level(environ=environ),
+    )
+
+
+def gunicorn_options(settings: HttpSettings, name: str) -> dict[str, Any]:
+    """The gunicorn settings both APIs use (the benchmark reuses them)."""
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    options: dict[str, Any] = {
+        "bind": [f"{host}:{settings.port}"],
+        "workers": settings.workers,
+        "worker_class": "sync",
+        "timeout": settings.timeout,
+        "graceful_timeout": min(settings.timeout, 30),
+        "loglevel": {10: "debug", 20: "info", 30: "warning", 40: "error"}.get(
+            settings.log_level, "critical"
+        ),
+        "errorlog": "-",
+        "accesslog": None,  # the router logs requests; one line each here is noise
+        "proc_name": name,
+        # Not preloaded: each worker builds its app (keys, users) itself, so
+        # SIGHUP picks up rotated key or users files without a restart.
+        "preload_app": False,
+        # gunicorn 25+ opens a control socket under $HOME by default: the
+        # services' system users have no home, and two instances on one
+        # host would fight over the path.
+        "control_socket_disable": True,
+    }
+    if os.path.isdir("/dev/shm"):
+        # Heartbeat files on tmpfs: a slow disk must not get workers killed.
+        options["worker_tmp_dir"] = "/dev/shm"
+    return options
+
+
+class _Application(BaseApplication):  # type: ignore[misc]
+    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
+        self._factory = factory
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        try:
+            return self._factory()
+        except ConfigError as error:
+            # A file changed between the master's check and this worker's
+            # start (or a SIGHUP reload): one line, and gunicorn halts.
+            print(f"{self._options['proc_name']}: {error}", file=sys.stderr, flush=True)
+            sys.exit(_WORKER_BOOT_ERROR)
+
+
+def serve(factory: Callable[[], Any], settings: HttpSettings, name: str) -> int:
+    """Run gunicorn with ``factory()`` as the app of every worker; return on exit.
+
+    Call it only after the configuration was validated, so that a bad
+    variable never reaches a forked worker.
+    """
+    _Application(factory, gunicorn_options(settings, name)).run()
+    return 0
