@@ -1,0 +1,5 @@
+"""``python -m loyalty_worker`` runs the console script."""
+
+from .cli import main
+
+main()
