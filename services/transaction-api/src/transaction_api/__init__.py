@@ -1,0 +1,1 @@
+"""Transaction API of the loyalty platform."""

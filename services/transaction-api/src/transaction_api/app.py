@@ -1,0 +1,263 @@
+"""The Transaction API's Bottle application.
+
+Order of checks on POST /transactions (see the originals' notes): body size
+and type (413, 415, 400), then the token (401), then ``can_transact`` (403),
+then the fields (422), so an anonymous caller learns nothing about
+validation; Redis last (503).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import bottle
+import redis
+from loyalty_common import Claims, InvalidToken, TokenVerifier
+from loyalty_common.web import (
+    JSON_TYPE,
+    Body,
+    install_json_errors,
+    json_error,
+    read_body,
+)
+
+from .config import Settings
+from .openapi import openapi_document
+from .store import TransactionQueue
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("transaction_api")
+
+FIELDS = ("amount", "currency", "token")
+CANNOT_TRANSACT = "User cannot transact"
+UNAVAILABLE = "The queue is unavailable; try again shortly"
+RETRY_AFTER = "1"
+# RFC 6750 section 3: tells the client to fetch a new token.
+INVALID_TOKEN_HEADERS = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+MISSING_TOKEN = "A bearer token is required"
+BAD_TOKEN = "The token is invalid or expired"
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class FieldError(Exception):
+    """A 422: ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _bearer(header: str) -> str | None:
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
+def _authenticate(
+    verifier: TokenVerifier, request: bottle.BaseRequest, body: Body | None
+) -> Claims:
+    header = request.environ.get("HTTP_AUTHORIZATION")
+    if header is not None:
+        token = _bearer(header)
+    elif body is not None and isinstance(body.fields.get("token"), str):
+        token = body.fields["token"].strip() or None  # the originals' form field
+    else:
+        token = None
+    if token is None:
+        raise json_error(401, MISSING_TOKEN, INVALID_TOKEN_HEADERS)
+    try:
+        return verifier.verify(token)
+    except InvalidToken as error:
+        log.info("token refused: %s", error)
+        raise json_error(401, BAD_TOKEN, INVALID_TOKEN_HEADERS) from None
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def parse_amount(value: Any, maximum: int) -> int:
+    """A positive integer: a JSON number, or a string of ASCII digits.
+
+    HTTPie's JSON mode sends ``amount=2000`` as the string "2000", and a form
+    always does; booleans, decimals, exponents and NaN are refused.
+    """
+    if _blank(value):
+        raise FieldError("amount", "Amount is blank")
+    if type(value) is int:
+        amount = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > 18:  # far past any MAX_AMOUNT; avoids huge ints
+            raise FieldError("amount", f"Amount must be at most {maximum}")
+        amount = int(value)
+    else:
+        raise FieldError(
+            "amount", "Amount must be a whole number of minor units, e.g. 2000"
+        )
+    if amount < 1:
+        raise FieldError("amount", "Amount must be at least 1")
+    if amount > maximum:
+        raise FieldError("amount", f"Amount must be at most {maximum}")
+    return amount
+
+
+def parse_currency(value: Any) -> str:
+    """Three upper-case ASCII letters, as the originals' ``^[A-Z]{3}$``."""
+    if _blank(value):
+        raise FieldError("currency", "Currency is blank")
+    if not (isinstance(value, str) and len(value) == 3 and _UPPER.issuperset(value)):
+        raise FieldError(
+            "currency", "Currency must be three upper-case letters, e.g. GBP"
+        )
+    return value
+
+
+def parse_idempotency_key(value: str | None) -> str | None:
+    """None when absent; 1 to 200 visible ASCII characters otherwise."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 200 or not all("!" <= c <= "~" for c in value):
+        raise FieldError(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 200 visible ASCII characters",
+        )
+    return value
+
+
+def _check_fields(body: Body, max_amount: int) -> tuple[int, str]:
+    for name in body.fields:
+        if name not in FIELDS:
+            raise FieldError(name, f"Unknown field: {name}")
+    for name in body.repeated:
+        raise FieldError(name, f"Field {name} is given more than once")
+    return (
+        parse_amount(body.fields.get("amount"), max_amount),
+        parse_currency(body.fields.get("currency")),
+    )
+
+
+def _accepted_at() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + (
+        f".{int(now % 1 * 1000):03d}Z"
+    )
+
+
+def _unavailable(error: Exception) -> bottle.HTTPResponse:
+    log.warning("Redis unavailable: %s", error)
+    return json_error(503, UNAVAILABLE, {"Retry-After": RETRY_AFTER})
+
+
+def _as_count(value: str | None) -> int:
+    try:
+        return int(value) if value else 0
+    except ValueError:
+        return 0
+
+
+def create_app(settings: Settings, store: TransactionQueue) -> bottle.Bottle:
+    """Build the WSGI app around one store (one Redis connection pool)."""
+    app = bottle.Bottle(catchall=True, autojson=False)
+    install_json_errors(app)
+    verifier = settings.verifier
+    max_amount = settings.max_amount
+    openapi = json.dumps(openapi_document(max_amount)).encode()
+    health = b'{"healthy":true}'
+
+    @app.post("/transactions")
+    def post_transaction() -> bytes:
+        request = bottle.request
+        body = read_body(request)
+        claims = _authenticate(verifier, request, body)
+        if not claims.can_transact:
+            log.info("user %s cannot transact", claims.user_id)
+            raise json_error(403, CANNOT_TRANSACT)
+        try:
+            amount, currency = _check_fields(body, max_amount)
+            key = parse_idempotency_key(request.environ.get("HTTP_IDEMPOTENCY_KEY"))
+        except FieldError as error:
+            raise json_error(422, error.message, field=error.field) from None
+        transaction_id = str(uuid.uuid4())
+        fields = {
+            "transaction_id": transaction_id,
+            "user_id": str(claims.user_id),
+            "username": claims.username,
+            "amount": str(amount),
+            "currency": currency,
+            "accepted_at": _accepted_at(),
+        }
+        replayed = False
+        try:
+            if key is None:
+                store.enqueue(fields)
+            else:
+                transaction_id, replayed = store.enqueue_once(
+                    claims.user_id, key, fields
+                )
+        except redis.RedisError as error:
+            # XADD either happened or not; the client may retry (with an
+            # Idempotency-Key to be sure), and the worker dedupes by id.
+            raise _unavailable(error) from None
+        response = bottle.response
+        response.status = 202
+        response.content_type = JSON_TYPE
+        if replayed:
+            response.set_header("Idempotent-Replayed", "true")
+        return json.dumps(
+            {
+                "transaction_id": transaction_id,
+                "status": "queued",
+                "user_id": claims.user_id,
+                "amount": amount,
+                "currency": currency,
+            }
+        ).encode()
+
+    @app.get("/loyalty")
+    def get_loyalty() -> bytes:
+        claims = _authenticate(verifier, bottle.request, None)
+        try:
+            state = store.loyalty(claims.user_id)
+        except redis.RedisError as error:
+            raise _unavailable(error) from None
+        bottle.response.content_type = JSON_TYPE
+        return json.dumps(
+            {
+                "user_id": claims.user_id,
+                "username": state.get("username") or claims.username,
+                "stamps": _as_count(state.get("stamps")),
+                "vouchers": _as_count(state.get("vouchers")),
+                "transactions": _as_count(state.get("transactions")),
+            }
+        ).encode()
+
+    @app.get("/health")
+    def get_health() -> bytes:
+        bottle.response.content_type = JSON_TYPE
+        return health
+
+    @app.get("/ready")
+    def get_ready() -> bytes:
+        try:
+            store.ping()
+        except redis.RedisError as error:
+            log.warning("not ready: %s", error)
+            raise json_error(
+                503, "Redis is unreachable", {"Retry-After": RETRY_AFTER}, ready=False
+            ) from None
+        bottle.response.content_type = JSON_TYPE
+        return b'{"ready":true}'
+
+    @app.get("/openapi.json")
+    def get_openapi() -> bytes:
+        bottle.response.content_type = JSON_TYPE
+        return openapi
+
+    return app

@@ -1,0 +1,58 @@
+"""The Transaction API's configuration, read from the environment and validated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from loyalty_common import (
+    DEFAULT_ISSUER,
+    RedisSettings,
+    TokenVerifier,
+    check_jwt_secret,
+    env_file,
+    env_int,
+    env_str,
+    load_public_key,
+    redis_settings_from_env,
+)
+from loyalty_common.serve import HttpSettings, http_settings_from_env
+
+__all__ = ["Settings", "load_settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the Transaction API needs, with the public key parsed."""
+
+    http: HttpSettings
+    redis: RedisSettings
+    verifier: TokenVerifier
+    max_amount: int
+    idempotency_ttl: int
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read every variable and the public key; raise ConfigError."""
+    check_jwt_secret("JWT_PUBLIC_KEY_FILE", environ=environ)
+    http = http_settings_from_env(environ)
+    redis = redis_settings_from_env(environ)
+    key_path = env_file("JWT_PUBLIC_KEY_FILE", environ=environ)
+    assert key_path is not None  # required=True
+    issuer = env_str("JWT_ISSUER", DEFAULT_ISSUER, environ=environ)
+    return Settings(
+        http=http,
+        redis=redis,
+        verifier=TokenVerifier(load_public_key(key_path), issuer),
+        # 10**15 keeps every amount exact in JSON clients that use doubles.
+        max_amount=env_int(
+            "MAX_AMOUNT", 100_000_000, minimum=1, maximum=10**15, environ=environ
+        ),
+        idempotency_ttl=env_int(
+            "IDEMPOTENCY_TTL_SECONDS",
+            86400,
+            minimum=1,
+            maximum=30 * 86400,
+            environ=environ,
+        ),
+    )

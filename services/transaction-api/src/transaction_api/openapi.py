@@ -1,0 +1,317 @@
+"""OpenAPI 3 description of the Transaction API, kept beside its routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+_UNAUTHORIZED = {
+    "description": (
+        "Missing, malformed, forged, expired or not-yet-valid token, an "
+        "algorithm other than EdDSA, or a wrong issuer"
+    ),
+    "headers": {
+        "WWW-Authenticate": {
+            "schema": {"type": "string", "example": 'Bearer error="invalid_token"'}
+        }
+    },
+    "content": {
+        "application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"},
+            "example": {"error": "The token is invalid or expired"},
+        }
+    },
+}
+
+_UNAVAILABLE = {
+    "description": "Redis is unreachable; nothing was queued",
+    "headers": {"Retry-After": {"schema": {"type": "integer", "example": 1}}},
+    "content": {
+        "application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"},
+            "example": {"error": "The queue is unavailable; try again shortly"},
+        }
+    },
+}
+
+
+def _error(description: str, example: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"},
+                "example": {"error": example},
+            }
+        },
+    }
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+        },
+    }
+
+
+def openapi_document(max_amount: int) -> dict[str, Any]:
+    """The document served at GET /openapi.json."""
+    amount = {
+        "description": (
+            "Positive integer in minor units (2000 is 20.00); a JSON number or "
+            "a string of ASCII digits. Decimals, exponents, NaN and booleans "
+            "are refused."
+        ),
+        "oneOf": [
+            {"type": "integer", "minimum": 1, "maximum": max_amount},
+            {"type": "string", "pattern": "^[0-9]+$"},
+        ],
+        "example": 2000,
+    }
+    transaction = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["amount", "currency"],
+        "properties": {
+            "amount": amount,
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "example": "GBP"},
+            "token": {
+                "type": "string",
+                "description": (
+                    "The access token, as the originals took it; the "
+                    "Authorization header wins when both are given"
+                ),
+            },
+        },
+    }
+    bearer = [{"bearer": []}]
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Loyalty Transaction API",
+            "version": "1.0.0",
+            "description": (
+                "Queues transactions for the loyalty workers and reports each "
+                "user's stamps and vouchers. Bodies are limited to 16384 bytes; "
+                'every error is JSON {"error": "<sentence>"}. Checks run in '
+                "this order: body (413, 415, 400), token (401), permission "
+                "(403), fields (422), queue (503)."
+            ),
+        },
+        "paths": {
+            "/transactions": {
+                "post": {
+                    "summary": "Queue one transaction",
+                    "security": bearer,
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "description": (
+                                "The same key from the same user within 24 hours "
+                                "returns the first transaction_id and queues nothing"
+                            ),
+                            "schema": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 200,
+                                "pattern": "^[!-~]+$",
+                            },
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/x-www-form-urlencoded": {
+                                "schema": transaction
+                            },
+                            "multipart/form-data": {"schema": transaction},
+                            "application/json": {"schema": transaction},
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Queued on the Redis stream",
+                            "headers": {
+                                "Idempotent-Replayed": {
+                                    "description": "Present (true) when an earlier answer is repeated",
+                                    "schema": {"type": "string", "enum": ["true"]},
+                                }
+                            },
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Accepted"}
+                                }
+                            },
+                        },
+                        "400": _error(
+                            "The body is not a form or a JSON object",
+                            "Request body must be a form or a JSON object",
+                        ),
+                        "401": _UNAUTHORIZED,
+                        "403": _error(
+                            "The user may not transact", "User cannot transact"
+                        ),
+                        "413": _error(
+                            "The body is over 16384 bytes",
+                            "Request body is larger than 16384 bytes",
+                        ),
+                        "415": _error(
+                            "Unsupported content type",
+                            "Content type must be application/x-www-form-urlencoded, "
+                            "multipart/form-data or application/json",
+                        ),
+                        "422": {
+                            "description": (
+                                "A field is missing, blank, of the wrong type, out of "
+                                "range, repeated or unknown; 'field' names it"
+                            ),
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "$ref": "#/components/schemas/FieldError"
+                                    },
+                                    "example": {
+                                        "error": "Amount is blank",
+                                        "field": "amount",
+                                    },
+                                }
+                            },
+                        },
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/loyalty": {
+                "get": {
+                    "summary": "The caller's stamps and vouchers as the workers recorded them",
+                    "security": bearer,
+                    "responses": {
+                        "200": _json("Loyalty", "The caller's loyalty state"),
+                        "401": _UNAUTHORIZED,
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness (does not touch Redis)",
+                    "responses": {"200": _json("Health", "The process answers")},
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "Readiness: Redis answers PING",
+                    "responses": {
+                        "200": _json("Ready", "Redis answers"),
+                        "503": {
+                            "description": "Redis is unreachable",
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/NotReady"}
+                                }
+                            },
+                        },
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3 document",
+                            "content": {
+                                "application/json": {"schema": {"type": "object"}}
+                            },
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT (EdDSA), from the Auth API's POST /token",
+                }
+            },
+            "schemas": {
+                "Accepted": {
+                    "type": "object",
+                    "required": [
+                        "transaction_id",
+                        "status",
+                        "user_id",
+                        "amount",
+                        "currency",
+                    ],
+                    "properties": {
+                        "transaction_id": {"type": "string", "format": "uuid"},
+                        "status": {"type": "string", "enum": ["queued"]},
+                        "user_id": {"type": "integer"},
+                        "amount": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": max_amount,
+                        },
+                        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                    },
+                },
+                "Loyalty": {
+                    "type": "object",
+                    "required": [
+                        "user_id",
+                        "username",
+                        "stamps",
+                        "vouchers",
+                        "transactions",
+                    ],
+                    "properties": {
+                        "user_id": {"type": "integer"},
+                        "username": {"type": "string"},
+                        "stamps": {"type": "integer", "minimum": 0},
+                        "vouchers": {"type": "integer", "minimum": 0},
+                        "transactions": {"type": "integer", "minimum": 0},
+                    },
+                },
+                "Health": {
+                    "type": "object",
+                    "required": ["healthy"],
+                    "properties": {"healthy": {"type": "boolean", "enum": [True]}},
+                },
+                "Ready": {
+                    "type": "object",
+                    "required": ["ready"],
+                    "properties": {"ready": {"type": "boolean", "enum": [True]}},
+                },
+                "NotReady": {
+                    "type": "object",
+                    "required": ["ready", "error"],
+                    "properties": {
+                        "ready": {"type": "boolean", "enum": [False]},
+                        "error": {"type": "string"},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                },
+                "FieldError": {
+                    "type": "object",
+                    "required": ["error", "field"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "field": {"type": "string"},
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,33 @@
+"""``transaction-api``: validate the configuration, then serve under gunicorn."""
+
+from __future__ import annotations
+
+import bottle
+from loyalty_common import configure_logging, entry_point, make_redis
+from loyalty_common.serve import serve
+
+from .app import create_app
+from .config import load_settings
+from .store import TransactionQueue
+
+__all__ = ["main", "wsgi_app"]
+
+
+def wsgi_app() -> bottle.Bottle:
+    """Build the app from the environment (run once in each gunicorn worker).
+
+    The public key is parsed once here and one Redis connection pool serves
+    every request of this process.  No Redis I/O happens at start-up, so the
+    API starts (and answers 503) while Redis is still down.
+    """
+    settings = load_settings()
+    configure_logging(settings.http.log_level)
+    store = TransactionQueue(make_redis(settings.redis), settings.idempotency_ttl)
+    return create_app(settings, store)
+
+
+@entry_point("transaction-api")
+def main() -> int:
+    """Console script: exit 2 with one line on a bad variable, else serve."""
+    settings = load_settings()  # fails here, before gunicorn forks anything
+    return serve(wsgi_app, settings.http, "transaction-api")
