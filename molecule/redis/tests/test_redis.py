@@ -1,0 +1,96 @@
+"""Checks of the redis role: package, configuration, binding, ACL, access."""
+
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+import testinfra.utils.ansible_runner
+
+SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets" / "redis"
+ADMIN = (SECRETS / "admin.password").read_text().strip()
+LOYALTY = (SECRETS / "loyalty.password").read_text().strip()
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
+    os.environ["MOLECULE_INVENTORY_FILE"]
+).get_hosts("all")
+
+
+def cli(host, *args, user=None, password=None, address="127.0.0.1"):
+    """Run redis-cli on `host` and return the command's result."""
+    auth = ""
+    if password is not None:
+        auth = f"REDISCLI_AUTH={shlex.quote(password)} "
+    user_opt = f"--user {shlex.quote(user)} " if user else ""
+    line = " ".join(shlex.quote(a) for a in args)
+    return host.run(f"{auth}redis-cli --no-auth-warning -h {address} {user_opt}{line}")
+
+
+def only_server(host):
+    if host.backend.get_hostname() != "redis-1":
+        pytest.skip("server checks run on redis-1")
+
+
+def test_package_and_service(host):
+    only_server(host)
+    assert host.package("redis-server").is_installed
+    service = host.service("redis-server")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_config_file_mode(host):
+    only_server(host)
+    conf = host.file("/etc/redis/redis.conf")
+    assert conf.user == "redis"
+    assert conf.group == "redis"
+    assert conf.mode == 0o640
+    # Passwords are stored only as digests.
+    assert ADMIN not in conf.content_string
+    assert LOYALTY not in conf.content_string
+
+
+def test_listens_only_on_given_addresses(host):
+    only_server(host)
+    assert host.socket("tcp://127.0.0.1:6379").is_listening
+    assert host.socket("tcp://172.30.1.10:6379").is_listening
+    assert not host.socket("tcp://0.0.0.0:6379").is_listening
+    assert not host.socket("tcp://:::6379").is_listening
+
+
+def test_persistence_and_memory_policy(host):
+    only_server(host)
+    for key, value in (
+        ("appendonly", "yes"),
+        ("appendfsync", "everysec"),
+        ("maxmemory-policy", "noeviction"),
+        ("maxmemory", str(256 * 1024 * 1024)),
+        ("protected-mode", "yes"),
+    ):
+        out = cli(host, "CONFIG", "GET", key, password=ADMIN).stdout.split()
+        assert out == [key, value]
+
+
+def test_auth_required(host):
+    only_server(host)
+    assert "NOAUTH" in cli(host, "PING").stdout
+    assert cli(host, "PING", password="wrong").stdout.strip() != "PONG"
+    assert cli(host, "PING", password=ADMIN).stdout.strip() == "PONG"
+
+
+def test_service_user_limited_to_its_keys_and_commands(host):
+    only_server(host)
+    ok = cli(host, "XADD", "loyalty:test", "*", "f", "1", user="loyalty", password=LOYALTY)
+    assert ok.rc == 0 and "-" in ok.stdout and "NOPERM" not in ok.stdout
+    assert "NOPERM" in cli(host, "SET", "other", "1", user="loyalty", password=LOYALTY).stdout
+    for command in (["FLUSHALL"], ["CONFIG", "GET", "maxmemory"], ["ACL", "LIST"], ["SHUTDOWN"]):
+        assert "NOPERM" in cli(host, *command, user="loyalty", password=LOYALTY).stdout
+    cli(host, "DEL", "loyalty:test", password=ADMIN)
+
+
+def test_client_host_connects_with_password(host):
+    if host.backend.get_hostname() != "redis-client-1":
+        pytest.skip("client checks run on redis-client-1")
+    answer = cli(host, "PING", user="loyalty", password=LOYALTY, address="172.30.1.10")
+    assert answer.stdout.strip() == "PONG"
+    assert "NOAUTH" in cli(host, "PING", address="172.30.1.10").stdout
