@@ -72,15 +72,11 @@ def redis_settings_from_env(environ: Mapping[str, str] | None = None) -> RedisSe
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError(
-                "REDIS_PASSWORD_FILE", f"cannot be read ({error})"
-            ) from None
+            raise ConfigError("REDIS_PASSWORD_FILE", f"cannot be read ({error})") from None
         password = lines[0].strip() if lines else ""
         if not password:
             raise ConfigError("REDIS_PASSWORD_FILE", f"first line is empty: {path}")
-    timeout = env_float(
-        "REDIS_SOCKET_TIMEOUT", 2.0, minimum=0.01, maximum=300, environ=environ
-    )
+    timeout = env_float("REDIS_SOCKET_TIMEOUT", 2.0, minimum=0.01, maximum=300, environ=environ)
     return RedisSettings(url=url, password=password, socket_timeout=timeout)
 
 
@@ -110,8 +106,6 @@ def make_redis(settings: RedisSettings, **overrides: Any) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def redis_from_env(
-    environ: Mapping[str, str] | None = None, **overrides: Any
-) -> redis.Redis:
+def redis_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> redis.Redis:
     """Shorthand for ``make_redis(redis_settings_from_env(environ), **overrides)``."""
     return make_redis(redis_settings_from_env(environ), **overrides)

@@ -11,8 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
-
 from .config import ConfigError, env_int, env_log_level, env_str
 
 __all__ = ["HttpSettings", "http_settings_from_env", "serve"]
@@ -42,9 +40,7 @@ def http_settings_from_env(environ: Mapping[str, str] | None = None) -> HttpSett
         host=host,
         port=env_int("HTTP_PORT", 5000, minimum=1, maximum=65535, environ=environ),
         workers=env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=256, environ=environ),
-        timeout=env_int(
-            "GUNICORN_TIMEOUT", 30, minimum=1, maximum=3600, environ=environ
-        ),
+        timeout=env_int("GUNICORN_TIMEOUT", 30, minimum=1, maximum=3600, environ=environ),
         log_level=env_log_level(environ=environ),
     )
 
@@ -78,31 +74,33 @@ def gunicorn_options(settings: HttpSettings, name: str) -> dict[str, Any]:
     return options
 
 
-class _Application(BaseApplication):  # type: ignore[misc]
-    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
-        self._factory = factory
-        self._options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self._options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        try:
-            return self._factory()
-        except ConfigError as error:
-            # A file changed between the master's check and this worker's
-            # start (or a SIGHUP reload): one line, and gunicorn halts.
-            print(f"{self._options['proc_name']}: {error}", file=sys.stderr, flush=True)
-            sys.exit(_WORKER_BOOT_ERROR)
-
-
 def serve(factory: Callable[[], Any], settings: HttpSettings, name: str) -> int:
     """Run gunicorn with ``factory()`` as the app of every worker; return on exit.
 
     Call it only after the configuration was validated, so that a bad
     variable never reaches a forked worker.
     """
-    _Application(factory, gunicorn_options(settings, name)).run()
+    # Imported here, not at the top: gunicorn.config evaluates
+    # int(os.environ["WEB_CONCURRENCY"]) at import time and would crash with
+    # a traceback before our validation could name the variable.
+    from gunicorn.app.base import BaseApplication
+
+    options = gunicorn_options(settings, name)
+
+    class Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            try:
+                return factory()
+            except ConfigError as error:
+                # A file changed between the master's check and this
+                # worker's start (or a SIGHUP reload): one line, and
+                # gunicorn halts instead of respawning forever.
+                print(f"{name}: {error}", file=sys.stderr, flush=True)
+                sys.exit(_WORKER_BOOT_ERROR)
+
+    Application().run()
     return 0

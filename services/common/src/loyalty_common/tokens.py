@@ -63,14 +63,10 @@ def _read(path: Path, variable: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as error:
-        raise ConfigError(
-            variable, f"cannot be read ({error.strerror}): {path}"
-        ) from None
+        raise ConfigError(variable, f"cannot be read ({error.strerror}): {path}") from None
 
 
-def load_private_key(
-    path: Path, variable: str = "JWT_PRIVATE_KEY_FILE"
-) -> Ed25519PrivateKey:
+def load_private_key(path: Path, variable: str = "JWT_PRIVATE_KEY_FILE") -> Ed25519PrivateKey:
     """Load an unencrypted Ed25519 private key (PEM, PKCS#8) or raise ConfigError."""
     try:
         key = load_pem_private_key(_read(path, variable), password=None)
@@ -83,16 +79,12 @@ def load_private_key(
     return key
 
 
-def load_public_key(
-    path: Path, variable: str = "JWT_PUBLIC_KEY_FILE"
-) -> Ed25519PublicKey:
+def load_public_key(path: Path, variable: str = "JWT_PUBLIC_KEY_FILE") -> Ed25519PublicKey:
     """Load an Ed25519 public key (PEM, SubjectPublicKeyInfo) or raise ConfigError."""
     try:
         key = load_pem_public_key(_read(path, variable))
     except (ValueError, TypeError) as error:
-        raise ConfigError(
-            variable, f"is not a PEM public key ({error}): {path}"
-        ) from None
+        raise ConfigError(variable, f"is not a PEM public key ({error}): {path}") from None
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigError(variable, f"is not an Ed25519 key: {path}")
     return key
@@ -107,9 +99,7 @@ class TokenVerifier:
     and there is no leeway on ``exp``, ``iat`` or ``nbf``.
     """
 
-    def __init__(
-        self, public_key: Ed25519PublicKey, issuer: str = DEFAULT_ISSUER
-    ) -> None:
+    def __init__(self, public_key: Ed25519PublicKey, issuer: str = DEFAULT_ISSUER) -> None:
         self._key = public_key
         self._issuer = issuer
         self._jwt = jwt.PyJWT(

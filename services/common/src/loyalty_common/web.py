@@ -141,9 +141,7 @@ def _read_raw(environ: dict[str, Any]) -> bytes:
 def _parse_form(data: bytes) -> Body:
     try:
         text = data.decode("utf-8")
-        pairs = parse_qsl(
-            text, keep_blank_values=True, errors="strict", max_num_fields=256
-        )
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=256)
     except (UnicodeDecodeError, ValueError):
         raise json_error(400, "Form body is not valid UTF-8 form encoding") from None
     body = Body(kind="form")
