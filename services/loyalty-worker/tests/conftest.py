@@ -1,8 +1,4 @@
-"""Fixtures for the worker's tests.
-
-The redis-server fixture is local until services/conftest.py offers a
-shared one; switch to it then.
-"""
+"""Fixtures for the worker's tests; ``redis_server`` comes from services/conftest.py."""
 
 from __future__ import annotations
 
@@ -11,34 +7,20 @@ from pathlib import Path
 
 import pytest
 import redis
-from worker_helpers import RedisServer, WorkerProcess, worker_env
+from worker_helpers import RedisServerLike, WorkerProcess, worker_env
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def durable_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path, durable=True)
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def r(redis_server: RedisServer) -> Iterator[redis.Redis]:
+def r(redis_server: RedisServerLike) -> Iterator[redis.Redis]:
     client = redis_server.client()
     yield client
     client.close()
 
 
 @pytest.fixture
-def start_worker(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(
+    redis_server: RedisServerLike, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
     """Start a worker against ``redis_server``; keyword arguments become environment variables."""
     started: list[WorkerProcess] = []
 

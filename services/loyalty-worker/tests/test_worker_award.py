@@ -9,7 +9,7 @@ from worker_helpers import (
     DEAD,
     GROUP,
     STREAM,
-    RedisServer,
+    RedisServerLike,
     WorkerProcess,
     queue,
     settled,
@@ -18,7 +18,9 @@ from worker_helpers import (
 )
 
 
-def test_voucher_rule_at_its_boundaries(r: redis.Redis, start_worker: Callable[..., WorkerProcess]) -> None:
+def test_voucher_rule_at_its_boundaries(
+    r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+) -> None:
     # user id = number of stamp-earning transactions queued for that user
     counts = (9, 10, 11, 20)
     for n in counts:
@@ -104,19 +106,28 @@ def test_restarted_consumer_settles_its_own_pending_entries_at_once(
 
 
 def test_unparseable_entries_are_dead_lettered_and_do_not_block(
-    r: redis.Redis, redis_server: RedisServer, start_worker: Callable[..., WorkerProcess]
+    r: redis.Redis, redis_server: RedisServerLike, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     bad = {
         "missing field transaction_id": {"user_id": "1", "username": "a", "amount": "1"},
         "missing field amount": {"transaction_id": "b1", "user_id": "1", "username": "a"},
         "field amount is not a non-negative integer": {
-            "transaction_id": "b2", "user_id": "1", "username": "a", "amount": "-5",
+            "transaction_id": "b2",
+            "user_id": "1",
+            "username": "a",
+            "amount": "-5",
         },
         "field user_id is not a non-negative integer": {
-            "transaction_id": "b3", "user_id": "x", "username": "a", "amount": "1",
+            "transaction_id": "b3",
+            "user_id": "x",
+            "username": "a",
+            "amount": "1",
         },
         "field username is not UTF-8": {
-            "transaction_id": "b4", "user_id": "1", "username": b"\xff\xfe", "amount": "1",
+            "transaction_id": "b4",
+            "user_id": "1",
+            "username": b"\xff\xfe",
+            "amount": "1",
         },
     }
     ids = {reason: r.xadd(STREAM, fields) for reason, fields in bad.items()}

@@ -1,21 +1,21 @@
-"""Helpers for the worker's tests: a real redis-server and real worker processes.
+"""Helpers for the worker's tests: real worker processes and the queue they read.
 
 Named worker_helpers (not helpers) because every service's tests share one
-rootdir, where module names must be unique.
+rootdir, where module names must be unique; services/conftest.py itself is not
+importable (several conftest modules share that name).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import redis
 
@@ -23,12 +23,14 @@ STREAM = "loyalty:transactions"
 GROUP = "loyalty-workers"
 DEAD = "loyalty:dead"
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 # The console script installed next to the interpreter running the tests.
 WORKER = str(Path(sys.executable).with_name("loyalty-worker"))
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> None:
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02
+) -> None:
+    """Poll until truthy; conftest's ``kit.wait_until``, usable without the fixture."""
     deadline = time.monotonic() + timeout
     while True:
         if predicate():
@@ -38,63 +40,20 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
         time.sleep(interval)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class RedisServerLike(Protocol):
+    """What the tests use of services/conftest.py's RedisServer (not importable here)."""
 
-
-class RedisServer:
-    """One redis-server on a free port; can be stopped and started again on the same port and data."""
-
-    def __init__(self, directory: Path, *, durable: bool = False) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.durable = durable
-        self.process: subprocess.Popen[bytes] | None = None
+    port: int
+    durable: bool
 
     @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    def url(self) -> str: ...
 
-    def start(self) -> None:
-        persistence = (
-            # Every acknowledged write survives a SIGKILL of the server.
-            ["--appendonly", "yes", "--appendfsync", "always"]
-            if self.durable
-            else ["--appendonly", "no"]
-        )
-        self.process = subprocess.Popen(
-            [
-                REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--dir", str(self.directory), *persistence,
-                "--logfile", str(self.directory / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = self.client()
-        try:
-            wait_until(lambda: _pings(client), timeout=10)
-        finally:
-            client.close()
+    def start(self) -> None: ...
 
-    def kill(self) -> None:
-        """Stop abruptly, as a crash or an OOM kill would."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
+    def kill(self) -> None: ...
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
-        return False
+    def client(self) -> redis.Redis: ...
 
 
 class WorkerProcess:
@@ -121,7 +80,9 @@ class WorkerProcess:
         try:
             wait_until(lambda: re.search(pattern, self.log()), timeout=timeout)
         except AssertionError:
-            raise AssertionError(f"no line matching {pattern!r} in:\n{self.log()[-3000:]}") from None
+            raise AssertionError(
+                f"no line matching {pattern!r} in:\n{self.log()[-3000:]}"
+            ) from None
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
@@ -143,7 +104,8 @@ class WorkerProcess:
 
 def worker_env(url: str, **overrides: str) -> dict[str, str]:
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("REDIS_", "WORKER_", "NOTIFY_", "WATCHDOG_"))
         and k not in ("STAMPS_PER_VOUCHER", "MIN_STAMP_AMOUNT", "LOG_LEVEL")
     }

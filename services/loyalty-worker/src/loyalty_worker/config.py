@@ -65,9 +65,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> WorkerConfig:
         claim_idle_ms=env_int(
             "WORKER_CLAIM_IDLE_MS", 30_000, minimum=1, maximum=86_400_000, environ=env
         ),
-        max_deliveries=env_int(
-            "WORKER_MAX_DELIVERIES", 5, minimum=1, maximum=1_000, environ=env
-        ),
+        max_deliveries=env_int("WORKER_MAX_DELIVERIES", 5, minimum=1, maximum=1_000, environ=env),
         batch_size=env_int("WORKER_BATCH_SIZE", 50, minimum=1, maximum=10_000, environ=env),
         # 0 would make XREADGROUP block forever and starve the watchdog and
         # the reclaim pass.

@@ -84,10 +84,14 @@ def parse_entry(fields: Fields) -> Transaction:
         # the stream while it was pending.
         raise Unparseable("entry has no fields (deleted from the stream)")
     transaction_id = _text(fields, "transaction_id")
-    if not 0 < len(transaction_id) <= 200 or not transaction_id.isprintable() or any(
-        c.isspace() for c in transaction_id
+    if (
+        not 0 < len(transaction_id) <= 200
+        or not transaction_id.isprintable()
+        or any(c.isspace() for c in transaction_id)
     ):
-        raise Unparseable("field transaction_id is not 1 to 200 printable characters without spaces")
+        raise Unparseable(
+            "field transaction_id is not 1 to 200 printable characters without spaces"
+        )
     user_id = fields.get(b"user_id")
     if user_id is None:
         raise Unparseable("missing field user_id")
@@ -176,7 +180,8 @@ class Worker:
         # Only set flags here: logging from a signal handler can deadlock on
         # the handler's lock.
         self._stopping = True
-        self._stop_signal = signal.Signals(signum).name
+        if self._stop_signal is None:
+            self._stop_signal = signal.Signals(signum).name
 
     def request_stop(self) -> None:
         self._stopping = True
@@ -190,9 +195,14 @@ class Worker:
         log.info(
             "starting consumer=%s stream=%s group=%s stamps_per_voucher=%d "
             "min_stamp_amount=%d claim_idle_ms=%d max_deliveries=%d batch_size=%d",
-            config.consumer_name, TRANSACTIONS_STREAM, CONSUMER_GROUP,
-            config.stamps_per_voucher, config.min_stamp_amount, config.claim_idle_ms,
-            config.max_deliveries, config.batch_size,
+            config.consumer_name,
+            TRANSACTIONS_STREAM,
+            CONSUMER_GROUP,
+            config.stamps_per_voucher,
+            config.min_stamp_amount,
+            config.claim_idle_ms,
+            config.max_deliveries,
+            config.batch_size,
         )
         self._notifier.status("connecting to Redis")
         failures = 0
@@ -214,7 +224,11 @@ class Worker:
                 kind = "unreachable" if isinstance(error, REDIS_ERRORS) else "refused a command"
                 log.warning(
                     "redis %s (%s: %s); retrying in %.1f s (attempt %d)",
-                    kind, type(error).__name__, error, delay, failures,
+                    kind,
+                    type(error).__name__,
+                    error,
+                    delay,
+                    failures,
                 )
                 self._notifier.status(f"Redis {kind}, retrying (attempt {failures})")
                 self._sleep(delay)
@@ -315,12 +329,14 @@ class Worker:
                 # Redis drops these from the group's pending list itself.
                 log.warning(
                     "%d pending entries were deleted from the stream before being settled: %s",
-                    len(deleted), " ".join(d.decode() for d in deleted[:20]),
+                    len(deleted),
+                    " ".join(d.decode() for d in deleted[:20]),
                 )
             if entries:
                 log.info(
                     "reclaimed %d entries idle for over %d ms",
-                    len(entries), self._config.claim_idle_ms,
+                    len(entries),
+                    self._config.claim_idle_ms,
                 )
                 self._handle(entries, self._delivery_counts([entry_id for entry_id, _ in entries]))
             if _stream_id(next_start) == (0, 0):
@@ -330,7 +346,9 @@ class Worker:
     def _delivery_counts(self, ids: Sequence[bytes]) -> dict[bytes, int]:
         pipe = self._client.pipeline(transaction=False)
         for entry_id in ids:
-            pipe.xpending_range(TRANSACTIONS_STREAM, CONSUMER_GROUP, min=entry_id, max=entry_id, count=1)
+            pipe.xpending_range(
+                TRANSACTIONS_STREAM, CONSUMER_GROUP, min=entry_id, max=entry_id, count=1
+            )
         counts: dict[bytes, int] = {}
         for rows in pipe.execute():
             for row in rows:
@@ -358,7 +376,9 @@ class Worker:
             floor = candidate if floor is None else min(floor, candidate)
         if floor is not None and floor > (0, 0):
             # Approximate trimming removes whole radix-tree nodes only: cheap.
-            self._client.xtrim(TRANSACTIONS_STREAM, minid=f"{floor[0]}-{floor[1]}", approximate=True)
+            self._client.xtrim(
+                TRANSACTIONS_STREAM, minid=f"{floor[0]}-{floor[1]}", approximate=True
+            )
 
     # -- settling entries ------------------------------------------------
 
@@ -375,7 +395,12 @@ class Worker:
                 continue
             if count > limit:
                 dead.append(
-                    (entry_id, fields, f"delivered {count} times, more than WORKER_MAX_DELIVERIES={limit}", count)
+                    (
+                        entry_id,
+                        fields,
+                        f"delivered {count} times, more than WORKER_MAX_DELIVERIES={limit}",
+                        count,
+                    )
                 )
                 continue
             awards.append((entry_id, transaction))
@@ -384,7 +409,7 @@ class Worker:
         self._notifier.heartbeat()
 
     def _execute(self, queue: Any) -> list[Any]:
-        """Run commands queued by ``queue(pipe)`` in one round trip; reload scripts once on NOSCRIPT.
+        """Run what ``queue(pipe)`` queues in one round trip; reload the scripts once on NOSCRIPT.
 
         Running a batch again is safe: each script settles an entry at most once.
         """
@@ -432,20 +457,31 @@ class Worker:
                 # dead-lettered once it has failed WORKER_MAX_DELIVERIES times.
                 log.error(
                     "failed transaction_id=%s entry=%s error=%r; left pending for a retry",
-                    tx.transaction_id, entry, str(result),
+                    tx.transaction_id,
+                    entry,
+                    str(result),
                 )
             elif result[0] == 1:
                 _, stamps, vouchers, transactions, earned = result
                 log.info(
                     "awarded transaction_id=%s entry=%s user_id=%d amount=%d stamp=%d "
                     "stamps=%d vouchers=%d transactions=%d vouchers_earned=%d",
-                    tx.transaction_id, entry, tx.user_id, tx.amount,
-                    int(tx.amount >= config.min_stamp_amount), stamps, vouchers, transactions, earned,
+                    tx.transaction_id,
+                    entry,
+                    tx.user_id,
+                    tx.amount,
+                    int(tx.amount >= config.min_stamp_amount),
+                    stamps,
+                    vouchers,
+                    transactions,
+                    earned,
                 )
             elif result[0] == 0:
                 log.info(
                     "duplicate transaction_id=%s entry=%s user_id=%d already awarded; acknowledged",
-                    tx.transaction_id, entry, tx.user_id,
+                    tx.transaction_id,
+                    entry,
+                    tx.user_id,
                 )
             else:
                 reason = result[1].decode(errors="replace")
@@ -484,23 +520,33 @@ class Worker:
                     *args,
                 )
 
-        for (entry_id, fields, reason, count), result in zip(dead, self._execute(queue), strict=True):
+        for (entry_id, fields, reason, count), result in zip(
+            dead, self._execute(queue), strict=True
+        ):
             shown = _shown_id(fields)
             entry = entry_id.decode()
             if isinstance(result, Exception):
                 log.error(
-                    "failed to dead-letter transaction_id=%s entry=%s reason=%r error=%r; left pending",
-                    shown, entry, reason, str(result),
+                    "failed to dead-letter transaction_id=%s entry=%s reason=%r error=%r; "
+                    "left pending",
+                    shown,
+                    entry,
+                    reason,
+                    str(result),
                 )
             elif result == 1:
                 log.warning(
                     "dead-lettered transaction_id=%s entry=%s deliveries=%d reason=%r",
-                    shown, entry, count, reason,
+                    shown,
+                    entry,
+                    count,
+                    reason,
                 )
             else:
                 log.info(
                     "skipped transaction_id=%s entry=%s: already settled by another worker",
-                    shown, entry,
+                    shown,
+                    entry,
                 )
 
     # -- shutdown --------------------------------------------------------
@@ -510,7 +556,11 @@ class Worker:
             return
         try:
             self._client.evalsha(
-                self._release.sha, 1, TRANSACTIONS_STREAM, CONSUMER_GROUP, self._config.consumer_name
+                self._release.sha,
+                1,
+                TRANSACTIONS_STREAM,
+                CONSUMER_GROUP,
+                self._config.consumer_name,
             )
         except redis.exceptions.RedisError as error:
             # Best effort: a consumer left behind holds nothing and costs a
