@@ -96,13 +96,14 @@ def make_redis(settings: RedisSettings, **overrides: Any) -> redis.Redis:
         "retry": Retry(NoBackoff(), 1),
         "client_name": None,
     }
-    if settings.password is not None:
-        # The file wins over a password embedded in the URL.
-        options["password"] = settings.password
     options.update(overrides)
     if options.get("client_name") is None:
         del options["client_name"]
     pool = redis.ConnectionPool.from_url(settings.url, **options)
+    if settings.password is not None:
+        # The file wins over a password embedded in the URL; from_url lets
+        # the URL's value win over keyword arguments, so set it afterwards.
+        pool.connection_kwargs["password"] = settings.password
     return redis.Redis(connection_pool=pool)
 
 

@@ -98,9 +98,7 @@ def parse_amount(value: Any, maximum: int) -> int:
             raise FieldError("amount", f"Amount must be at most {maximum}")
         amount = int(value)
     else:
-        raise FieldError(
-            "amount", "Amount must be a whole number of minor units, e.g. 2000"
-        )
+        raise FieldError("amount", "Amount must be a whole number of minor units, e.g. 2000")
     if amount < 1:
         raise FieldError("amount", "Amount must be at least 1")
     if amount > maximum:
@@ -113,9 +111,7 @@ def parse_currency(value: Any) -> str:
     if _blank(value):
         raise FieldError("currency", "Currency is blank")
     if not (isinstance(value, str) and len(value) == 3 and _UPPER.issuperset(value)):
-        raise FieldError(
-            "currency", "Currency must be three upper-case letters, e.g. GBP"
-        )
+        raise FieldError("currency", "Currency must be three upper-case letters, e.g. GBP")
     return value
 
 
@@ -145,9 +141,7 @@ def _check_fields(body: Body, max_amount: int) -> tuple[int, str]:
 
 def _accepted_at() -> str:
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + (
-        f".{int(now % 1 * 1000):03d}Z"
-    )
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + (f".{int(now % 1 * 1000):03d}Z")
 
 
 def _unavailable(error: Exception) -> bottle.HTTPResponse:
@@ -198,9 +192,7 @@ def create_app(settings: Settings, store: TransactionQueue) -> bottle.Bottle:
             if key is None:
                 store.enqueue(fields)
             else:
-                transaction_id, replayed = store.enqueue_once(
-                    claims.user_id, key, fields
-                )
+                transaction_id, replayed = store.enqueue_once(claims.user_id, key, fields)
         except redis.RedisError as error:
             # XADD either happened or not; the client may retry (with an
             # Idempotency-Key to be sure), and the worker dedupes by id.

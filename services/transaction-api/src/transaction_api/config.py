@@ -45,9 +45,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis=redis,
         verifier=TokenVerifier(load_public_key(key_path), issuer),
         # 10**15 keeps every amount exact in JSON clients that use doubles.
-        max_amount=env_int(
-            "MAX_AMOUNT", 100_000_000, minimum=1, maximum=10**15, environ=environ
-        ),
+        max_amount=env_int("MAX_AMOUNT", 100_000_000, minimum=1, maximum=10**15, environ=environ),
         idempotency_ttl=env_int(
             "IDEMPOTENCY_TTL_SECONDS",
             86400,

@@ -51,9 +51,7 @@ def _error(description: str, example: str) -> dict[str, Any]:
 def _json(schema: str, description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
-        },
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
     }
 
 
@@ -126,9 +124,7 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                     "requestBody": {
                         "required": True,
                         "content": {
-                            "application/x-www-form-urlencoded": {
-                                "schema": transaction
-                            },
+                            "application/x-www-form-urlencoded": {"schema": transaction},
                             "multipart/form-data": {"schema": transaction},
                             "application/json": {"schema": transaction},
                         },
@@ -138,7 +134,7 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                             "description": "Queued on the Redis stream",
                             "headers": {
                                 "Idempotent-Replayed": {
-                                    "description": "Present (true) when an earlier answer is repeated",
+                                    "description": "true when an earlier answer is repeated",
                                     "schema": {"type": "string", "enum": ["true"]},
                                 }
                             },
@@ -153,9 +149,7 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                             "Request body must be a form or a JSON object",
                         ),
                         "401": _UNAUTHORIZED,
-                        "403": _error(
-                            "The user may not transact", "User cannot transact"
-                        ),
+                        "403": _error("The user may not transact", "User cannot transact"),
                         "413": _error(
                             "The body is over 16384 bytes",
                             "Request body is larger than 16384 bytes",
@@ -172,9 +166,7 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                             ),
                             "content": {
                                 "application/json": {
-                                    "schema": {
-                                        "$ref": "#/components/schemas/FieldError"
-                                    },
+                                    "schema": {"$ref": "#/components/schemas/FieldError"},
                                     "example": {
                                         "error": "Amount is blank",
                                         "field": "amount",
@@ -226,9 +218,7 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "OpenAPI 3 document",
-                            "content": {
-                                "application/json": {"schema": {"type": "object"}}
-                            },
+                            "content": {"application/json": {"schema": {"type": "object"}}},
                         }
                     },
                 }

@@ -41,9 +41,7 @@ class TransactionQueue:
         """XADD one transaction; returns once Redis has it."""
         self._redis.xadd(TRANSACTIONS_STREAM, fields)
 
-    def enqueue_once(
-        self, user_id: int, key: str, fields: dict[str, str]
-    ) -> tuple[str, bool]:
+    def enqueue_once(self, user_id: int, key: str, fields: dict[str, str]) -> tuple[str, bool]:
         """Queue unless this user already used ``key``.
 
         Returns (transaction_id, replayed): the id answered the first time and

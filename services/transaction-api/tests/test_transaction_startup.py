@@ -1,0 +1,75 @@
+"""Start-up refusals of transaction-api: one line naming the variable, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def _assert_one_line_naming(result: Any, variable: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("transaction-api: ")
+    assert variable in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.fixture
+def files(tmp_path: Path, jwt_keys: Any) -> dict[str, Path]:
+    garbage = tmp_path / "garbage.pub"
+    garbage.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    empty_password = tmp_path / "empty.password"
+    empty_password.write_text("\n")
+    return {"garbage": garbage, "private": jwt_keys.private_path, "empty_password": empty_password}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HTTP_PORT", "5000x"),
+        ("HTTP_PORT", "65536"),
+        ("WEB_CONCURRENCY", "many"),
+        ("WEB_CONCURRENCY", "-2"),
+        ("GUNICORN_TIMEOUT", "soon"),
+        ("LOG_LEVEL", "chatty"),
+        ("REDIS_URL", "http://127.0.0.1:6379/0"),
+        ("REDIS_URL", "redis://127.0.0.1:notaport/0"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/zero"),
+        ("REDIS_URL", "redis:///0"),
+        ("REDIS_PASSWORD_FILE", "/nonexistent/redis.password"),
+        ("REDIS_PASSWORD_FILE", "<empty_password>"),
+        ("REDIS_SOCKET_TIMEOUT", "fast"),
+        ("REDIS_SOCKET_TIMEOUT", "0"),
+        ("REDIS_SOCKET_TIMEOUT", "nan"),
+        ("JWT_PUBLIC_KEY_FILE", "/nonexistent/jwt.pub"),
+        ("JWT_PUBLIC_KEY_FILE", "<garbage>"),
+        ("JWT_PUBLIC_KEY_FILE", "<private>"),
+        ("JWT_PUBLIC_KEY_FILE", None),
+        ("MAX_AMOUNT", "0"),
+        ("MAX_AMOUNT", "1e6"),
+        ("IDEMPOTENCY_TTL_SECONDS", "a day"),
+        ("IDEMPOTENCY_TTL_SECONDS", "0"),
+    ],
+)
+def test_bad_variable_stops_start_up_with_one_line(
+    kit: Any, jwt_keys: Any, files: dict[str, Path], variable: str, value: str | None
+) -> None:
+    env = kit.transaction_env(jwt_keys, "redis://127.0.0.1:6379/0")
+    if value is None:
+        del env[variable]
+    elif value.startswith("<"):
+        env[variable] = str(files[value.strip("<>")])
+    else:
+        env[variable] = value
+    _assert_one_line_naming(kit.run_console("transaction-api", env), variable)
+
+
+def test_jwt_secret_alone_explains_the_key_pair(kit: Any) -> None:
+    result = kit.run_console("transaction-api", kit.service_env(JWT_SECRET="old-shared-secret"))
+    _assert_one_line_naming(result, "JWT_SECRET")
+    assert "Ed25519" in result.stderr
+    assert "openssl pkey -in jwt.key -pubout -out jwt.pub" in result.stderr
+    assert "JWT_PUBLIC_KEY_FILE" in result.stderr
