@@ -387,6 +387,10 @@ class Worker:
         dead: list[tuple[bytes, Fields, str, int]] = []
         limit = self._config.max_deliveries
         for entry_id, fields in entries:
+            if entry_id is None:
+                # Redis before 7.0 reports an entry deleted while pending as
+                # nil inside XAUTOCLAIM's reply; there is nothing to settle.
+                continue
             count = deliveries.get(entry_id, 1) if deliveries else 1
             try:
                 transaction = parse_entry(fields)
