@@ -237,3 +237,56 @@ def test_bad_variable_stops_with_one_line_and_exit_2(variable: str, value: str) 
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"loyalty-worker: {variable}: "), lines
     assert result.stdout == ""
+
+
+# The rules roles/redis gives the services' ACL user (roles/redis/vars/main.yml,
+# __redis_service_acl_commands), copied: keep in step.
+SERVICE_ACL = [
+    "-@all",
+    "+@connection",
+    "+@read",
+    "+@write",
+    "+@keyspace",
+    "+@string",
+    "+@hash",
+    "+@list",
+    "+@set",
+    "+@sortedset",
+    "+@stream",
+    "+@scripting",
+    "+@transaction",
+    "-@admin",
+    "-@dangerous",
+    "+select",
+    "+info",
+    "-script|flush",
+]
+
+
+def test_runs_as_the_restricted_acl_user_with_a_password_file(
+    r: redis.Redis,
+    redis_server: RedisServerLike,
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    r.execute_command(
+        "ACL", "SETUSER", "loyalty", "reset", "on", ">s3cret", "~loyalty:*", *SERVICE_ACL
+    )
+    password_file = tmp_path / "redis.password"
+    password_file.write_text("s3cret\n")
+    queue(r, "tx-acl", user_id=1)
+    r.xadd(STREAM, {"garbage": "1"})
+    worker = start_worker(
+        url=f"redis://loyalty@127.0.0.1:{redis_server.port}/0",
+        REDIS_PASSWORD_FILE=str(password_file),
+        WORKER_CLAIM_IDLE_MS="100",  # reclaim and trim run every 50 ms
+    )
+    wait_until(lambda: settled(r))
+    time.sleep(0.3)
+    worker.signal(signal.SIGTERM)
+    assert worker.stop() == 0
+    log = worker.log()
+    assert "NOPERM" not in log and "refused a command" not in log, log
+    assert user_state(r, 1)["transactions"] == 1
+    assert r.xlen("loyalty:dead") == 1
+    assert r.xinfo_consumers(STREAM, GROUP) == []
