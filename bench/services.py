@@ -1,0 +1,531 @@
+#!/usr/bin/env python3
+"""Benchmark the services on this machine, loopback only, bounded in time.
+
+Prints, in one run:
+
+1. requests/s of a bare Bottle "hello" app and of the Transaction API's
+   POST /transactions (JWT verify + XADD), both under the same gunicorn
+   settings (sync workers, same count), driven by the same bounded load, and
+   their ratio (target >= 0.5);
+2. if the loyalty-worker package is installed: the workers' transactions/s
+   with 1 and 2 processes on a pre-filled stream, and p50/p99 of the time
+   from a 202 to the stamp being visible in GET /loyalty.
+
+Usage: .venv/bin/python bench/services.py [--seconds 10] [--workers 2]
+       [--clients 8] [--backlog 20000] [--samples 200] [--json FILE]
+
+The load generator is plain Python (no wrk on the hosts): --clients
+processes, each opening one connection per request, because gunicorn's sync
+workers close the connection after every response.  Both apps see exactly
+the same client, so the ratio is fair even where the absolute figures are
+limited by the client sharing the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+HOST = "127.0.0.1"  # traffic never leaves the loopback interface
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def http_status(port: int, path: str) -> int:
+    try:
+        connection = http.client.HTTPConnection(HOST, port, timeout=2)
+        connection.request("GET", path)
+        status = connection.getresponse().status
+        connection.close()
+        return status
+    except OSError:
+        return 0
+
+
+class Processes:
+    """Everything the bench started, stopped in reverse order on exit."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.started.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            self.stop(process)
+
+
+# ---------------------------------------------------------------- hello app
+
+
+def serve_hello(port: int, workers: int) -> None:
+    """Run a bare Bottle app under exactly the APIs' gunicorn settings."""
+    import bottle
+    from loyalty_common.serve import HttpSettings, serve
+
+    def factory() -> bottle.Bottle:
+        app = bottle.Bottle()
+
+        @app.post("/transactions")
+        def hello() -> str:
+            return "hello"
+
+        return app
+
+    serve(factory, HttpSettings(host=HOST, port=port, workers=workers, log_level=30), "hello")
+
+
+# -------------------------------------------------------------------- load
+
+
+def _client(port: int, requests: list[bytes], expect: bytes, stop_at: float, queue: Any) -> None:
+    """One client process: request after request until stop_at.
+
+    Raw sockets: http.client's per-request overhead would otherwise be a
+    large part of what is measured.  ``requests`` are sent in turn.
+    """
+    ok = bad = sent = 0
+    count = len(requests)
+    while time.monotonic() < stop_at:
+        request = requests[sent % count]
+        sent += 1
+        try:
+            with socket.create_connection((HOST, port), timeout=10) as sock:
+                sock.sendall(request)
+                chunks = []
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        except OSError:
+            bad += 1
+            continue
+        if b"".join(chunks)[9:12] == expect:
+            ok += 1
+        else:
+            bad += 1
+    queue.put((ok, bad, sent))
+
+
+def _run_clients(
+    port: int, per_client: list[list[bytes]], expect: int, seconds: float
+) -> tuple[int, int, int, float]:
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    start = time.monotonic()
+    procs = [
+        context.Process(
+            target=_client, args=(port, requests, str(expect).encode(), start + seconds, queue)
+        )
+        for requests in per_client
+    ]
+    for proc in procs:
+        proc.start()
+    results = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    elapsed = time.monotonic() - start
+    return (
+        sum(r[0] for r in results),
+        sum(r[1] for r in results),
+        max(r[2] for r in results),
+        elapsed,
+    )
+
+
+class Target:
+    """One thing to load: a port, what each client sends, the success status."""
+
+    def __init__(self, name: str, port: int, per_client: list[list[bytes]], expect: int) -> None:
+        self.name = name
+        self.port = port
+        self.per_client = per_client
+        self.expect = expect
+        self.ok = self.bad = self.most_sent = 0
+        self.elapsed = 0.0
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.elapsed if self.elapsed else 0.0
+
+
+def drive(targets: list[Target], seconds: float, rounds: int) -> None:
+    """Load each target for ``seconds`` in all, in ``rounds`` alternating turns.
+
+    Short alternating turns rather than one long run each spread any change
+    in the machine's background load (it is shared) over every target.
+    """
+    for target in targets:  # warm-up: every gunicorn worker imports, connects
+        _run_clients(target.port, [r[:1] for r in target.per_client], target.expect, 0.5)
+    for _ in range(rounds):
+        for target in targets:
+            ok, bad, sent, elapsed = _run_clients(
+                target.port, target.per_client, target.expect, seconds / rounds
+            )
+            target.ok += ok
+            target.bad += bad
+            target.elapsed += elapsed
+            target.most_sent = max(target.most_sent, sent)
+
+
+def build_request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: {HOST}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+# ------------------------------------------------------------------ workers
+
+
+def worker_command() -> list[str] | None:
+    script = BIN / "loyalty-worker"
+    if script.exists():
+        return [str(script)]
+    try:
+        import loyalty_worker  # noqa: F401
+    except ImportError:
+        return None
+    return [sys.executable, "-m", "loyalty_worker"]
+
+
+def worker_throughput(
+    redis_client: Any, procs: Processes, command: list[str], env: dict[str, str],
+    count: int, backlog: int, logs: Path,
+) -> float:  # fmt: skip
+    """Pre-fill the stream, start ``count`` workers, time until all are settled."""
+    from loyalty_common import CONSUMER_GROUP, TRANSACTIONS_STREAM
+
+    redis_client.flushdb()
+    pipe = redis_client.pipeline(transaction=False)
+    for i in range(backlog):
+        user = 1000 + i % 100
+        pipe.xadd(
+            TRANSACTIONS_STREAM,
+            {
+                "transaction_id": str(uuid.uuid4()),
+                "user_id": str(user),
+                "username": f"user{user}",
+                "amount": "2000",
+                "currency": "GBP",
+                "accepted_at": "2026-01-01T00:00:00.000Z",
+            },
+        )
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+    def settled() -> bool:
+        try:
+            groups = redis_client.xinfo_groups(TRANSACTIONS_STREAM)
+        except Exception:  # noqa: BLE001 -- the group may not exist yet
+            return False
+        for group in groups:
+            if group["name"] == CONSUMER_GROUP:
+                return group["entries-read"] == backlog and group["pending"] == 0
+        return False
+
+    workers = []
+    start = time.monotonic()
+    for n in range(count):
+        worker_env = {**env, "WORKER_CONSUMER_NAME": f"bench-{count}-{n}"}
+        workers.append(procs.start(command, worker_env, logs / f"worker-{count}-{n}.log"))
+    wait_until(settled, timeout=600, what=f"{count} worker(s) to settle the backlog")
+    elapsed = time.monotonic() - start
+    total = sum(
+        int(redis_client.hget(f"loyalty:user:{1000 + u}", "transactions") or 0) for u in range(100)
+    )
+    for worker in workers:
+        procs.stop(worker)
+    if total != backlog:
+        print(f"bench: warning: {total} of {backlog} transactions awarded", file=sys.stderr)
+    return backlog / elapsed
+
+
+def stamp_latency(api_port: int, token: str, samples: int) -> list[float]:
+    """Seconds from each 202 to GET /loyalty showing the transaction."""
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    latencies = []
+    seen = None
+    for _ in range(samples):
+        connection = http.client.HTTPConnection(HOST, api_port, timeout=10)
+        connection.request(
+            "POST", "/transactions", body="amount=2000&currency=GBP", headers=headers
+        )
+        response = connection.getresponse()
+        response.read()
+        accepted = time.perf_counter()
+        connection.close()
+        if response.status != 202:
+            raise SystemExit(f"bench: POST /transactions answered {response.status}")
+        deadline = accepted + 10
+        while True:
+            connection = http.client.HTTPConnection(HOST, api_port, timeout=10)
+            connection.request("GET", "/loyalty", headers={"Authorization": f"Bearer {token}"})
+            body = json.loads(connection.getresponse().read())
+            connection.close()
+            if seen is None:
+                seen = body["transactions"] - 1  # first sample: count before it
+            if body["transactions"] > seen:
+                latencies.append(time.perf_counter() - accepted)
+                seen = body["transactions"]
+                break
+            if time.perf_counter() > deadline:
+                raise SystemExit("bench: a transaction was not awarded within 10 s")
+            time.sleep(0.0005)
+    return latencies
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+# --------------------------------------------------------------------- main
+
+
+def make_token(key: Any, user_id: int) -> str:
+    """A token as the Auth API makes them, valid for an hour."""
+    import jwt
+
+    now = int(time.time())
+    claims = {
+        "user_id": user_id, "username": f"user{user_id}", "can_transact": True,
+        "sub": str(user_id), "iat": now, "exp": now + 3600, "jti": uuid.uuid4().hex,
+        "iss": "loyalty-auth",
+    }  # fmt: skip
+    return jwt.encode(claims, key, algorithm="EdDSA")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="load duration per app")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent client processes")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating turns per target")
+    parser.add_argument("--backlog", type=int, default=20000, help="entries for worker throughput")
+    parser.add_argument("--samples", type=int, default=200, help="latency samples")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--serve-hello", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_hello:
+        serve_hello(args.serve_hello, args.workers)
+        return 0
+    if not 1 <= args.seconds <= 120:
+        parser.error("--seconds must be between 1 and 120")
+
+    import redis
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    procs = Processes()
+    tmp = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
+    figures: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "gunicorn_workers": args.workers,
+        "clients": args.clients,
+        "seconds": args.seconds,
+    }
+    try:
+        key = Ed25519PrivateKey.generate()
+        public = tmp / "jwt.pub"
+        public.write_bytes(
+            key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        )
+        token = make_token(key, 1)
+
+        redis_port = free_port()
+        procs.start(
+            [REDIS_SERVER, "--port", str(redis_port), "--bind", HOST, "--save", "",
+             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(tmp),
+             "--logfile", str(tmp / "redis.log")],
+            dict(os.environ),
+            tmp / "redis.out",
+        )  # fmt: skip
+        client = redis.Redis(port=redis_port, decode_responses=True)
+
+        def redis_up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(redis_up, 10, "redis-server")
+        redis_url = f"redis://{HOST}:{redis_port}/0"
+        base_env = {
+            **os.environ,
+            "HTTP_HOST": HOST,
+            "WEB_CONCURRENCY": str(args.workers),
+            "LOG_LEVEL": "WARNING",
+            "REDIS_URL": redis_url,
+        }
+
+        # 1. both apps up at once (an idle sync worker costs nothing), so
+        # that the load can alternate between them.
+        hello_port = free_port()
+        hello = procs.start(
+            [sys.executable, __file__, "--serve-hello", str(hello_port),
+             "--workers", str(args.workers)],
+            base_env,
+            tmp / "hello.log",
+        )  # fmt: skip
+        api_port = free_port()
+        api_env = {**base_env, "HTTP_PORT": str(api_port), "JWT_PUBLIC_KEY_FILE": str(public)}
+        api = procs.start([str(BIN / "transaction-api")], api_env, tmp / "transaction-api.log")
+        wait_until(lambda: http_status(hello_port, "/") == 404, 20, "the hello app")
+        wait_until(lambda: http_status(api_port, "/ready") == 200, 20, "the Transaction API")
+
+        # 2. requests: the same token each time (a client reuses its token
+        # for its 30 s), and, as the worst case, a different token for every
+        # request so that each one pays for the Ed25519 check.
+        body = b"amount=2000&currency=GBP"
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+        def transaction(bearer: str) -> bytes:
+            return build_request(
+                "/transactions", body, {"Authorization": f"Bearer {bearer}", **form}
+            )
+
+        fresh_per_client = max(200, int(args.seconds * 4000 / args.clients))
+        fresh = [
+            [transaction(make_token(key, 1 + (c * fresh_per_client + i) % 1000))
+             for i in range(fresh_per_client)]
+            for c in range(args.clients)
+        ]  # fmt: skip
+        hello_request = build_request("/transactions", b"", {})
+        targets = [
+            Target("hello", hello_port, [[hello_request]] * args.clients, 200),
+            Target("reused", api_port, [[transaction(token)]] * args.clients, 202),
+            Target("fresh", api_port, fresh, 202),
+        ]  # fmt: skip
+        drive(targets, args.seconds, args.rounds)
+        hello_t, reused_t, fresh_t = targets
+        queued = client.xlen("loyalty:transactions")
+        procs.stop(hello)
+
+        ratio = reused_t.rps / hello_t.rps if hello_t.rps else 0.0
+        fresh_ratio = fresh_t.rps / hello_t.rps if hello_t.rps else 0.0
+        wrapped = fresh_t.most_sent > fresh_per_client
+        figures.update(
+            hello_rps=round(hello_t.rps, 1),
+            hello_failures=hello_t.bad,
+            transactions_rps=round(reused_t.rps, 1),
+            transactions_failures=reused_t.bad,
+            transactions_fresh_token_rps=round(fresh_t.rps, 1),
+            transactions_fresh_token_failures=fresh_t.bad,
+            transactions_queued=queued,
+            ratio=round(ratio, 3),
+            ratio_fresh_token=round(fresh_ratio, 3),
+        )
+        print(
+            f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
+            f"gunicorn sync workers: {args.workers}; client processes: {args.clients}; "
+            f"{args.seconds:g} s per target in {args.rounds} alternating rounds"
+        )
+        print(f"bare Bottle hello                       : {hello_t.rps:8.0f} requests/s "
+              f"({hello_t.bad} failed)")  # fmt: skip
+        print(f"POST /transactions, token reused        : {reused_t.rps:8.0f} requests/s "
+              f"({reused_t.bad} failed)  ratio {ratio:.2f} (target >= 0.50)")  # fmt: skip
+        print(f"POST /transactions, new token each time : {fresh_t.rps:8.0f} requests/s "
+              f"({fresh_t.bad} failed)  ratio {fresh_ratio:.2f}"
+              + (" (token list wrapped: some reuse)" if wrapped else ""))  # fmt: skip
+        print(f"entries on the stream after the load    : {queued:8d}")
+
+        # 3. workers
+        command = worker_command()
+        if command is None:
+            print("loyalty-worker is not installed: worker figures skipped")
+        else:
+            worker_env = {**base_env, "WORKER_BLOCK_MS": "100"}
+            for count in (1, 2):
+                rate = worker_throughput(
+                    client, procs, command, worker_env, count, args.backlog, tmp
+                )
+                figures[f"worker_tps_{count}"] = round(rate, 1)
+                print(
+                    f"workers x{count}: {rate:8.0f} transactions/s "
+                    f"({args.backlog} queued beforehand)"
+                )
+            client.flushdb()
+            workers = [
+                procs.start(
+                    command,
+                    {**worker_env, "WORKER_CONSUMER_NAME": f"lat-{n}"},
+                    tmp / f"lat-{n}.log",
+                )
+                for n in range(2)
+            ]
+            latencies = stamp_latency(api_port, token, args.samples)
+            p50 = percentile(latencies, 0.50) * 1000
+            p99 = percentile(latencies, 0.99) * 1000
+            figures.update(
+                stamp_p50_ms=round(p50, 2), stamp_p99_ms=round(p99, 2), samples=len(latencies)
+            )
+            mean = statistics.mean(latencies) * 1000
+            print(
+                f"202 -> stamp visible in GET /loyalty (2 workers, {len(latencies)} samples): "
+                f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, mean {mean:.1f} ms"
+            )
+            for worker in workers:
+                procs.stop(worker)
+        procs.stop(api)
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
