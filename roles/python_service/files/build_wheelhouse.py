@@ -30,9 +30,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
-SKIPPED_NAMES = {"build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+# Build output, caches and the packages' own tests: none of them end up in a wheel.
+SKIPPED_NAMES = {"build", "dist", "tests", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 
 
@@ -51,11 +53,18 @@ def source_files(root: Path) -> list[Path]:
     return found
 
 
+def file_digest(path: Path) -> str:
+    if not path.is_file():
+        return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def inputs_digest(args: argparse.Namespace) -> str:
     digest = hashlib.sha256()
     settings = {
         "python_version": args.python_version,
         "platforms": args.platform,
+        "machine": args.machine,
         "source_date_epoch": args.source_date_epoch,
         "format": 2,
     }
@@ -95,6 +104,60 @@ def pack(wheel_dir: Path, archive: Path, mtime: int) -> list[str]:
     return names
 
 
+def target_environment(args: argparse.Namespace) -> dict[str, str]:
+    """Marker variables of the hosts' interpreter (pip evaluates markers
+    against the control node's own Python, even with --python-version)."""
+    full = args.python_version if args.python_version.count(".") == 2 else args.python_version + ".0"
+    return {
+        "python_version": ".".join(full.split(".")[:2]),
+        "python_full_version": full,
+        "implementation_name": "cpython",
+        "implementation_version": full,
+        "platform_python_implementation": "CPython",
+        "platform_machine": args.machine,
+        "platform_system": "Linux",
+        "sys_platform": "linux",
+        "os_name": "posix",
+        "extra": "",
+    }
+
+
+def wheel_requirements(wheel: Path) -> list:
+    from pip._vendor.packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        text = archive.read(metadata).decode("utf-8")
+    return [Requirement(line.split(":", 1)[1].strip())
+            for line in text.splitlines() if line.startswith("Requires-Dist:")]
+
+
+def missing_requirements(wheels: Path, environment: dict[str, str]) -> list[str]:
+    """Requirements of the wheels in the directory (with the extras that
+    other wheels ask for) that apply on the hosts but that no wheel in the
+    directory provides."""
+    from pip._vendor.packaging.utils import canonicalize_name
+
+    requirements = {}
+    for wheel in wheels.glob("*.whl"):
+        requirements[canonicalize_name(wheel.name.split("-")[0])] = wheel_requirements(wheel)
+    extras: dict[str, set[str]] = {}
+    for reqs in requirements.values():
+        for req in reqs:
+            extras.setdefault(canonicalize_name(req.name), set()).update(req.extras)
+    missing = set()
+    for name, reqs in requirements.items():
+        wanted = {""} | extras.get(name, set())
+        for req in reqs:
+            if req.marker is not None and not any(
+                req.marker.evaluate(dict(environment, extra=extra)) for extra in wanted
+            ):
+                continue
+            if canonicalize_name(req.name) not in requirements:
+                missing.add(str(req).split(";")[0].strip())
+    return sorted(missing)
+
+
 def build(args: argparse.Namespace, work: Path) -> list[str]:
     env = dict(os.environ)
     env["SOURCE_DATE_EPOCH"] = str(args.source_date_epoch)
@@ -108,11 +171,10 @@ def build(args: argparse.Namespace, work: Path) -> list[str]:
         "--python-version", args.python_version,
         "--implementation", "cp",
         "--dest", str(wheels),
-        "--requirement", args.requirements,
     ]
     for platform in args.platform:
         download += ["--platform", platform]
-    run(download, env)
+    run(download + ["--requirement", args.requirements], env)
     for package in args.package:
         # Build from a clean copy so that no build output lands in the
         # repository and concurrent builds cannot see each other's files.
@@ -120,6 +182,18 @@ def build(args: argparse.Namespace, work: Path) -> list[str]:
         shutil.copytree(package, source, ignore=lambda _d, names: [n for n in names if skipped(n)])
         run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
              "--wheel-dir", str(wheels), str(source)], env)
+    # Requirements that apply only on the hosts' Python, or that the lock
+    # file forgot, are fetched too (the latter with a warning).
+    environment = target_environment(args)
+    for _ in range(10):
+        missing = missing_requirements(wheels, environment)
+        if not missing:
+            break
+        sys.stderr.write(f"fetching requirements not pinned in {args.requirements}: {missing}\n")
+        run(download + missing, env)
+    else:
+        sys.stderr.write(f"requirements still missing for the hosts' Python: {missing}\n")
+        sys.exit(1)
     return pack(wheels, Path(args.out_dir) / "wheelhouse.tar", args.source_date_epoch)
 
 
@@ -127,7 +201,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requirements", required=True)
     parser.add_argument("--package", action="append", required=True, help="service source directory")
-    parser.add_argument("--python-version", required=True, help="the hosts' Python, X.Y")
+    parser.add_argument("--python-version", required=True, help="the hosts' Python, X.Y.Z")
+    parser.add_argument("--machine", default="x86_64", help="the hosts' platform_machine")
     parser.add_argument("--platform", action="append", required=True, help="wheel platform tag")
     parser.add_argument("--source-date-epoch", type=int, default=315532800)
     parser.add_argument("--out-dir", required=True)
@@ -145,10 +220,13 @@ def main() -> int:
                 names = tar.getnames()
             changed = False
         else:
+            before = file_digest(archive)
             with tempfile.TemporaryDirectory(prefix="wheelhouse-", dir=out_dir) as work:
                 names = build(args, Path(work))
             stamp.write_text(digest + "\n", encoding="utf-8")
-            changed = True
+            # Reproducible wheels: a change that does not reach a wheel
+            # (a comment in the lock file, say) leaves the archive as it was.
+            changed = file_digest(archive) != before
     json.dump({"changed": changed, "archive": str(archive), "wheels": names, "inputs": digest}, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -1,0 +1,78 @@
+"""A second host asks the Auth API for tokens over the network."""
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+testinfra_hosts = ["auth-api-client"]
+
+URL = "http://172.30.5.10:5000"
+SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
+
+# Runs on the client host with its own python3 (no extra packages).
+CLIENT = """
+import json, sys, urllib.error, urllib.parse, urllib.request
+url, username, password = sys.argv[1:4]
+data = urllib.parse.urlencode({"username": username, "password": password}).encode()
+try:
+    with urllib.request.urlopen(url + "/token", data=data, timeout=10) as answer:
+        print(json.dumps({"status": answer.status, "body": json.load(answer)}))
+except urllib.error.HTTPError as error:
+    print(json.dumps({"status": error.code, "body": json.load(error)}))
+"""
+
+
+def ask_token(host, username, password):
+    # testinfra quotes each argument for the shell.
+    result = host.run("python3 -c %s %s %s %s", CLIENT, URL, username, password)
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def b64(part):
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+@pytest.fixture(scope="module")
+def demo_password():
+    return (SECRETS / "users" / "demo.password").read_text().strip()
+
+
+def test_health_over_the_network(host):
+    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).status)"
+    assert host.check_output("python3 -c %s %s", code, URL + "/health").strip() == "200"
+
+
+def test_token_signed_with_the_platform_key(host, demo_password):
+    answer = ask_token(host, "alice", demo_password)
+    assert answer["status"] == 200, answer
+    token = answer["body"]["token"]
+    header, payload, signature = token.split(".")
+    assert json.loads(b64(header))["alg"] == "EdDSA"
+    claims = json.loads(b64(payload))
+    assert claims["username"] == "alice"
+    assert claims["can_transact"] is True
+    assert claims["iss"] == "loyalty-auth"
+    assert claims["exp"] - claims["iat"] == 30
+    public_key = load_pem_public_key((SECRETS / "jwt" / "ed25519.pub").read_bytes())
+    # Raises InvalidSignature when the token was not signed by the platform key.
+    public_key.verify(b64(signature), f"{header}.{payload}".encode())
+
+
+def test_user_who_may_not_transact(host, demo_password):
+    answer = ask_token(host, "charlie", demo_password)
+    assert answer["status"] == 200, answer
+    claims = json.loads(b64(answer["body"]["token"].split(".")[1]))
+    assert claims["can_transact"] is False
+
+
+def test_wrong_password_refused(host):
+    assert ask_token(host, "alice", "not-the-password")["status"] == 401
+
+
+def test_unknown_user_refused(host, demo_password):
+    assert ask_token(host, "bob", demo_password)["status"] == 401
