@@ -1,0 +1,138 @@
+"""Checks of the router role, run against router-1 and its two backends."""
+
+import json
+import os
+import time
+
+import pytest
+import testinfra.utils.ansible_runner
+
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+testinfra_hosts = ["router-1"]
+ROUTER = "http://172.30.2.10"
+
+
+@pytest.fixture(scope="module")
+def backends():
+    return [RUNNER.get_host(name) for name in ("router-backend-1", "router-backend-2")]
+
+
+def request(host, url, method="GET", data=None):
+    """Send one request with curl on `host`; return (status, headers, body)."""
+    cmd = f"curl -s -m 5 -D - -o /tmp/body -X {method} "
+    if data is not None:
+        cmd += f"--data {data!r} "
+    result = host.run(cmd + f"{url!r} && echo && cat /tmp/body")
+    head, _, body = result.stdout.partition("\r\n\r\n")
+    lines = head.splitlines()
+    status = int(lines[0].split()[1]) if lines else 0
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body.strip()
+
+
+def wait_for_servers(host, backend, state, count, timeout=15):
+    """Wait until `count` servers of `backend` have status `state`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = host.run(
+            f"echo 'show stat {backend} 4 -1' | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock"
+        ).stdout
+        states = [line.split(",")[17] for line in out.splitlines() if line.startswith(backend)]
+        if states.count(state) == count:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{backend}: not {count} servers {state}")
+
+
+def test_haproxy_installed_and_running(host):
+    assert host.package("haproxy").is_installed
+    assert host.service("haproxy").is_running
+    assert host.service("haproxy").is_enabled
+    conf = host.file("/etc/haproxy/haproxy.cfg")
+    assert conf.mode == 0o640
+    assert host.run("haproxy -c -f /etc/haproxy/haproxy.cfg").rc == 0
+
+
+def test_authentication_prefix_is_removed(host):
+    status, _, body = request(host, f"{ROUTER}/authentication/health")
+    assert status == 200
+    assert json.loads(body)["path"] == "/health"
+
+
+def test_transactions_prefix_is_removed(host):
+    status, _, body = request(host, f"{ROUTER}/transactions/x?a=1")
+    assert status == 200
+    assert json.loads(body)["path"] == "/x?a=1"
+    status, _, body = request(host, f"{ROUTER}/transactions/transactions", "POST", "amount=1")
+    assert status == 200
+    answer = json.loads(body)
+    assert (answer["path"], answer["method"]) == ("/transactions", "POST")
+
+
+def test_both_backends_serve(host):
+    hosts = {json.loads(request(host, f"{ROUTER}/transactions/y")[2])["host"] for _ in range(4)}
+    assert hosts == {"router-backend-1", "router-backend-2"}
+
+
+@pytest.mark.parametrize("path", ["/", "/other", "/authenticationx", "/transactionsx/y"])
+def test_unknown_path_is_json_404(host, path):
+    status, headers, body = request(host, ROUTER + path)
+    assert status == 404
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {"error": "Not found"}
+
+
+def test_admin_endpoints_only_on_loopback(host, backends):
+    assert host.socket("tcp://127.0.0.1:8404").is_listening
+    assert not host.socket("tcp://0.0.0.0:8404").is_listening
+    status, _, body = request(host, "http://127.0.0.1:8404/metrics")
+    assert status == 200 and "haproxy_process_" in body
+    assert request(host, "http://127.0.0.1:8404/stats")[0] == 200
+    assert backends[0].run("curl -s -m 3 http://172.30.2.10:8404/stats").rc != 0
+
+
+def test_stopped_backend_costs_no_request(host, backends):
+    backends[0].run("systemctl stop stub-backend")
+    try:
+        # At once, before the health checks notice: retries carry the requests.
+        statuses = [request(host, f"{ROUTER}/transactions/z")[0] for _ in range(10)]
+        assert statuses == [200] * 10
+        wait_for_servers(host, "transaction_api", "DOWN", 1)
+        answers = [json.loads(request(host, f"{ROUTER}/transactions/z")[2]) for _ in range(4)]
+        assert {a["host"] for a in answers} == {"router-backend-2"}
+    finally:
+        backends[0].run("systemctl start stub-backend")
+    wait_for_servers(host, "transaction_api", "UP", 2)
+
+
+def test_no_backend_up_is_json_503(host, backends):
+    for backend in backends:
+        backend.run("systemctl stop stub-backend")
+    try:
+        wait_for_servers(host, "auth_api", "DOWN", 2)
+        status, headers, body = request(host, f"{ROUTER}/authentication/health")
+        assert status == 503
+        assert headers["content-type"] == "application/json"
+        assert "error" in json.loads(body)
+    finally:
+        for backend in backends:
+            backend.run("systemctl start stub-backend")
+    wait_for_servers(host, "auth_api", "UP", 2)
+    wait_for_servers(host, "transaction_api", "UP", 2)
+
+
+def test_token_rate_limit(host):
+    # The scenario allows 5 requests per 10 s per client address.
+    answers = [request(host, f"{ROUTER}/authentication/token", "POST", "u=a") for _ in range(8)]
+    statuses = [status for status, _, _ in answers]
+    assert 200 in statuses
+    assert statuses.count(429) >= 2
+    status, headers, body = next(a for a in answers if a[0] == 429)
+    assert headers["retry-after"] == "10"
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {"error": "Too many requests"}
+    # Other paths are not limited.
+    assert request(host, f"{ROUTER}/authentication/health")[0] == 200
