@@ -6,7 +6,7 @@
 # A container belongs to a scenario when Molecule made it (label
 # owner=molecule) and its name is the scenario's name or starts with it
 # followed by "-", "." or a digit (docs/interfaces.md: host names start with
-# the scenario's name). Networks likewise, when no container uses them.
+# the scenario's name, "-" and "_" alike). Networks likewise, when no container uses them.
 
 # All scenario names: every molecule/<name>/ holding a molecule.yml, sorted.
 project_scenarios() {
@@ -20,8 +20,10 @@ project_scenarios() {
 scenario_name_regex() {
     local names=("$@")
     [[ ${#names[@]} -gt 0 ]] || { echo '^$'; return; }
+    # "-" and "_" count as the same character: scenario auth_api may name
+    # its hosts auth-api-1.
     local alt
-    alt="$(printf '%s|' "${names[@]}")"
+    alt="$(printf '%s|' "${names[@]}" | sed 's/[-_]/[-_]/g')"
     echo "^(${alt%|})([-.0-9].*)?$"
 }
 
