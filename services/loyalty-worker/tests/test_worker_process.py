@@ -106,7 +106,8 @@ def test_sd_notify_ready_watchdog_and_stopping(
     assert messages[0] == "STATUS=connecting to Redis"
     assert [m for m in messages if "READY=1" in m.splitlines()] == ["READY=1\nSTATUS=consuming"]
     heartbeats = [m for m in messages if m == "WATCHDOG=1"]
-    assert 5 <= len(heartbeats) <= 14, messages
+    # About 10; loose bounds for a loaded machine.
+    assert 3 <= len(heartbeats) <= 14, messages
     worker.signal(signal.SIGTERM)
     assert worker.stop() == 0
     rest = _collect(sock, 0.3)
