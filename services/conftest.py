@@ -188,9 +188,7 @@ def make_key_pair(directory: Path) -> KeyPair:
     key = Ed25519PrivateKey.generate()
     private_path = directory / "jwt.key"
     public_path = directory / "jwt.pub"
-    private_path.write_bytes(
-        key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    )
+    private_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     public_path.write_bytes(
         key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     )
@@ -292,9 +290,7 @@ def start_service(script: str, env: dict[str, str], log_path: Path) -> Service:
 
     def healthy() -> bool:
         if process.poll() is not None:
-            raise AssertionError(
-                f"{script} exited {process.returncode}:\n{service.log()}"
-            )
+            raise AssertionError(f"{script} exited {process.returncode}:\n{service.log()}")
         try:
             return call(port, "GET", "/health").status == 200
         except OSError:
@@ -341,18 +337,12 @@ def session_spawn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spawner]
 
 def auth_env(keys: KeyPair, users: Path, **variables: object) -> dict[str, str]:
     """Environment of an Auth API using ``keys`` and ``users``."""
-    return service_env(
-        JWT_PRIVATE_KEY_FILE=keys.private_path, USERS_FILE=users, **variables
-    )
+    return service_env(JWT_PRIVATE_KEY_FILE=keys.private_path, USERS_FILE=users, **variables)
 
 
-def transaction_env(
-    keys: KeyPair, redis_url: str, **variables: object
-) -> dict[str, str]:
+def transaction_env(keys: KeyPair, redis_url: str, **variables: object) -> dict[str, str]:
     """Environment of a Transaction API trusting ``keys`` and using ``redis_url``."""
-    return service_env(
-        JWT_PUBLIC_KEY_FILE=keys.public_path, REDIS_URL=redis_url, **variables
-    )
+    return service_env(JWT_PUBLIC_KEY_FILE=keys.public_path, REDIS_URL=redis_url, **variables)
 
 
 @pytest.fixture(scope="session")
@@ -368,9 +358,7 @@ def transaction_api(
     """A Transaction API on ``shared_redis``, two workers."""
     return session_spawn(
         "transaction-api",
-        transaction_env(
-            jwt_keys, shared_redis.url, WEB_CONCURRENCY=2, MAX_AMOUNT=100000
-        ),
+        transaction_env(jwt_keys, shared_redis.url, WEB_CONCURRENCY=2, MAX_AMOUNT=100000),
     )
 
 

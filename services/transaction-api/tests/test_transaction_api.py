@@ -561,3 +561,20 @@ def test_redis_password_file_is_used(
         kit, api.port, {"amount": 1, "currency": "GBP"}, {"Authorization": f"Bearer {sign()}"}
     )
     assert reply.status == 202
+
+
+def test_httpie_get_loyalty(kit: Any, port: int, sign: Any) -> None:
+    result = kit.httpie("GET", f":{port}/loyalty", f"Authorization:Bearer {sign()}")
+    assert "HTTP/1.1 200" in result.stdout, result.stdout
+    assert '"user_id": 1' in result.stdout
+
+
+def test_sigterm_stops_gracefully_with_status_0(
+    kit: Any, spawn: Any, shared_redis: Any, jwt_keys: Any
+) -> None:
+    import signal
+
+    api = spawn("transaction-api", kit.transaction_env(jwt_keys, shared_redis.url))
+    api.process.send_signal(signal.SIGTERM)
+    assert api.process.wait(timeout=15) == 0
+    assert "Traceback" not in api.log()

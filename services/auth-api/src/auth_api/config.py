@@ -54,9 +54,7 @@ def load_users(path: Path) -> dict[str, User]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise ConfigError(
-            "USERS_FILE", f"cannot be read ({error.strerror}): {path}"
-        ) from None
+        raise ConfigError("USERS_FILE", f"cannot be read ({error.strerror}): {path}") from None
     except ValueError as error:
         raise ConfigError("USERS_FILE", f"{path} is not valid JSON ({error})") from None
     if not isinstance(data, list):
@@ -114,7 +112,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         private_key=load_private_key(key_path),
         users=load_users(users_path),
         issuer=env_str("JWT_ISSUER", DEFAULT_ISSUER, environ=environ),
-        token_ttl=env_int(
-            "TOKEN_TTL_SECONDS", 30, minimum=1, maximum=86400, environ=environ
-        ),
+        token_ttl=env_int("TOKEN_TTL_SECONDS", 30, minimum=1, maximum=86400, environ=environ),
     )

@@ -47,9 +47,7 @@ def openapi_document(token_ttl: int) -> dict[str, Any]:
                     "requestBody": {
                         "required": True,
                         "content": {
-                            "application/x-www-form-urlencoded": {
-                                "schema": credentials
-                            },
+                            "application/x-www-form-urlencoded": {"schema": credentials},
                             "multipart/form-data": {"schema": credentials},
                             "application/json": {"schema": credentials},
                         },
@@ -92,9 +90,7 @@ def openapi_document(token_ttl: int) -> dict[str, Any]:
                             ),
                             "content": {
                                 "application/json": {
-                                    "schema": {
-                                        "$ref": "#/components/schemas/FieldError"
-                                    },
+                                    "schema": {"$ref": "#/components/schemas/FieldError"},
                                     "examples": {
                                         "username": {
                                             "value": {
@@ -136,9 +132,7 @@ def openapi_document(token_ttl: int) -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "OpenAPI 3 document",
-                            "content": {
-                                "application/json": {"schema": {"type": "object"}}
-                            },
+                            "content": {"application/json": {"schema": {"type": "object"}}},
                         }
                     },
                 }

@@ -1,0 +1,170 @@
+"""loyalty_common in-process: configuration, entry point, tokens, Redis, keys."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from loyalty_common import (
+    ConfigError,
+    InvalidToken,
+    TokenVerifier,
+    check_jwt_secret,
+    env_file,
+    env_float,
+    env_int,
+    env_log_level,
+    env_str,
+    idempotency_key,
+    make_redis,
+    processed_key,
+    redis_settings_from_env,
+    user_key,
+)
+
+
+def test_env_helpers_defaults_and_values() -> None:
+    assert env_str("X", "d", environ={}) == "d"
+    assert env_str("X", "d", environ={"X": "  "}) == "d"  # blank means default
+    assert env_int("X", 5, environ={"X": "7"}) == 7
+    assert env_float("X", 2.0, environ={"X": "0.5"}) == 0.5
+    assert env_log_level(environ={"LOG_LEVEL": "debug"}) == 10
+    assert env_file("X", required=False, environ={}) is None
+
+
+@pytest.mark.parametrize(
+    ("call", "variable"),
+    [
+        (lambda: env_str("NEEDED", required=True, environ={}), "NEEDED"),
+        (lambda: env_int("PORT", 1, environ={"PORT": "1_000"}), "PORT"),
+        (lambda: env_int("PORT", 1, maximum=10, environ={"PORT": "11"}), "PORT"),
+        (lambda: env_float("T", 1.0, environ={"T": "inf"}), "T"),
+        (lambda: env_log_level(environ={"LOG_LEVEL": "LOUD"}), "LOG_LEVEL"),
+        (lambda: env_file("F", environ={"F": "/nonexistent"}), "F"),
+        (lambda: redis_settings_from_env({"REDIS_URL": "tcp://x"}), "REDIS_URL"),
+    ],
+)
+def test_config_errors_name_the_variable(call: Any, variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        call()
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(f"{variable}: ")
+
+
+def test_jwt_secret_check() -> None:
+    check_jwt_secret("JWT_PUBLIC_KEY_FILE", environ={})
+    check_jwt_secret(
+        "JWT_PUBLIC_KEY_FILE", environ={"JWT_SECRET": "x", "JWT_PUBLIC_KEY_FILE": "/k"}
+    )
+    with pytest.raises(ConfigError, match="Ed25519 key pair"):
+        check_jwt_secret("JWT_PUBLIC_KEY_FILE", environ={"JWT_SECRET": "x"})
+
+
+def test_entry_point_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    script = (
+        "from loyalty_common import entry_point, env_int\n"
+        "@entry_point('demo')\n"
+        "def main():\n"
+        "    env_int('HTTP_PORT', 1, environ={'HTTP_PORT': 'x'})\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=20
+    )
+    assert result.returncode == 2
+    assert result.stderr == "demo: HTTP_PORT: must be an integer, got 'x'\n"
+
+
+def test_redis_settings(tmp_path: Path) -> None:
+    password = tmp_path / "pw"
+    password.write_text("from-file\nsecond\n")
+    settings = redis_settings_from_env(
+        {"REDIS_URL": "redis://:in-url@h:1/2", "REDIS_PASSWORD_FILE": str(password)}
+    )
+    assert settings.password == "from-file"
+    assert "from-file" not in repr(settings)
+    client = make_redis(settings)
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["password"] == "from-file"
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("h", 1, 2)
+    assert kwargs["socket_timeout"] == 2.0
+
+
+def test_key_names_follow_the_interfaces_document() -> None:
+    assert user_key(1) == "loyalty:user:1"
+    assert processed_key("t") == "loyalty:processed:t"
+    assert idempotency_key(1, "k") == "loyalty:idempotency:1:k"
+
+
+# ------------------------------------------------------------------- tokens
+
+
+def _claims(**over: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {
+        "user_id": 1, "username": "alice", "can_transact": True, "sub": "1",
+        "iat": now, "exp": now + 30, "jti": uuid.uuid4().hex, "iss": "loyalty-auth",
+    }  # fmt: skip
+    claims.update(over)
+    return claims
+
+
+def test_verifies_a_pyjwt_token(jwt_keys: Any) -> None:
+    verifier = TokenVerifier(jwt_keys.public_key)
+    token = jwt.encode(_claims(), jwt_keys.private_key, algorithm="EdDSA")
+    claims = verifier.verify(token)
+    assert (claims.user_id, claims.username, claims.can_transact) == (1, "alice", True)
+
+
+def test_expiry_has_no_leeway(jwt_keys: Any) -> None:
+    verifier = TokenVerifier(jwt_keys.public_key)
+    now = int(time.time())
+    token = jwt.encode(_claims(iat=now - 30, exp=now), jwt_keys.private_key, algorithm="EdDSA")
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(token)
+
+
+def test_cache_rechecks_expiry(jwt_keys: Any) -> None:
+    verifier = TokenVerifier(jwt_keys.public_key, cache_size=2)
+    exp = time.time() + 1.2
+    token = jwt.encode(_claims(exp=exp), jwt_keys.private_key, algorithm="EdDSA")
+    assert verifier.verify(token) is verifier.verify(token)  # second from the cache
+    time.sleep(max(0.0, int(exp) - time.time()) + 0.01)
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
+
+
+def test_cache_stays_bounded(jwt_keys: Any) -> None:
+    verifier = TokenVerifier(jwt_keys.public_key, cache_size=4)
+    for _ in range(10):
+        verifier.verify(jwt.encode(_claims(), jwt_keys.private_key, algorithm="EdDSA"))
+    assert len(verifier._cache) <= 4
+
+
+@pytest.mark.parametrize(
+    "header",
+    ['{"alg":"HS256"}', '{"alg":"none"}', '{"alg":"eddsa"}', '{"alg":"EdDSA","crit":["x"]}', "[]"],
+)
+def test_other_headers_are_refused_even_with_a_valid_signature(jwt_keys: Any, header: str) -> None:
+    import base64
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = f"{b64(header.encode())}.{b64(json.dumps(_claims()).encode())}"
+    token = f"{signing_input}.{b64(jwt_keys.private_key.sign(signing_input.encode()))}"
+    with pytest.raises(InvalidToken):
+        TokenVerifier(jwt_keys.public_key).verify(token)
+
+
+@pytest.mark.parametrize("token", ["", "a.b", "a.b.c.d", "a.b.c", "a.b.c=", "é.b.c", "x" * 5000])
+def test_malformed_tokens_are_refused(jwt_keys: Any, token: str) -> None:
+    with pytest.raises(InvalidToken):
+        TokenVerifier(jwt_keys.public_key).verify(token)
