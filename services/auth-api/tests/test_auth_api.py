@@ -291,3 +291,25 @@ def test_lifetime_and_issuer_come_from_the_environment(
         reply.json["token"], key=jwt_keys.public_key, algorithms=["EdDSA"], issuer="test-iss"
     )
     assert claims["exp"] - claims["iat"] == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n", 400),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+    ],
+)
+def test_requests_gunicorn_refuses_get_json_errors_too(port: int, raw: bytes, status: int) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), head
+    assert b"Content-Type: application/json" in head
+    assert "error" in json.loads(body)

@@ -5,6 +5,7 @@ Imported only by the APIs (it needs gunicorn).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -74,6 +75,18 @@ def gunicorn_options(settings: HttpSettings, name: str) -> dict[str, Any]:
     return options
 
 
+def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    import gunicorn.util
+
+    # ``mesg`` may quote the offending request bytes: keep it out of the body.
+    body = json.dumps({"error": reason}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
 def serve(factory: Callable[[], Any], settings: HttpSettings, name: str) -> int:
     """Run gunicorn with ``factory()`` as the app of every worker; return on exit.
 
@@ -83,7 +96,12 @@ def serve(factory: Callable[[], Any], settings: HttpSettings, name: str) -> int:
     # Imported here, not at the top: gunicorn.config evaluates
     # int(os.environ["WEB_CONCURRENCY"]) at import time and would crash with
     # a traceback before our validation could name the variable.
+    import gunicorn.util
     from gunicorn.app.base import BaseApplication
+
+    # Requests gunicorn itself refuses (malformed request line or headers,
+    # URI or headers too long) get JSON like every other error, not HTML.
+    gunicorn.util.write_error = _write_json_error
 
     options = gunicorn_options(settings, name)
 
