@@ -131,7 +131,8 @@ def _check_fields(body: Body, max_amount: int) -> tuple[int, str]:
     for name in body.fields:
         if name not in FIELDS:
             raise FieldError(name, f"Unknown field: {name}")
-    for name in body.repeated:
+    if body.repeated:
+        name = body.repeated[0]
         raise FieldError(name, f"Field {name} is given more than once")
     return (
         parse_amount(body.fields.get("amount"), max_amount),
