@@ -1,0 +1,73 @@
+"""Helpers shared by this scenario's tests: tokens signed with the
+scenario's key (as the Auth API would sign them) and HTTP calls made from a
+test host with its own python3."""
+
+import base64
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
+
+# Runs on a test host: method, url, token (or "-"), JSON body (or "-").
+HTTP_CLIENT = """
+import json, sys, urllib.error, urllib.request
+method, url, token, body = sys.argv[1:5]
+headers = {"Content-Type": "application/json"}
+if token != "-":
+    headers["Authorization"] = "Bearer " + token
+data = None if body == "-" else body.encode()
+request = urllib.request.Request(url, data=data, headers=headers, method=method)
+try:
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        print(json.dumps({"status": answer.status, "body": json.load(answer)}))
+except urllib.error.HTTPError as error:
+    print(json.dumps({"status": error.code, "body": json.load(error)}))
+"""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_token(user_id, username, can_transact, issuer="loyalty-auth", ttl=60, key_path=None):
+    key = load_pem_private_key((key_path or SECRETS / "jwt" / "ed25519.key").read_bytes(), None)
+    now = int(time.time())
+    header = _b64(json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode())
+    claims = {
+        "user_id": user_id,
+        "username": username,
+        "can_transact": can_transact,
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+        "iss": issuer,
+    }
+    payload = _b64(json.dumps(claims).encode())
+    signature = _b64(key.sign(f"{header}.{payload}".encode()))
+    return f"{header}.{payload}.{signature}"
+
+
+def http(host, method, url, token=None, body=None):
+    """Call url from host; return {"status": int, "body": JSON}."""
+    result = host.run(
+        "python3 -c %s %s %s %s %s",
+        HTTP_CLIENT,
+        method,
+        url,
+        token or "-",
+        "-" if body is None else json.dumps(body),
+    )
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def admin_password():
+    return (SECRETS / "redis" / "admin.password").read_text().strip()
