@@ -1,0 +1,343 @@
+"""Shared by the platform scenario's tests: addresses, secrets, HTTP, Redis.
+
+Everything here talks only to the scenario's own hosts (172.30.10.0/24,
+reached from the control machine over the Docker network, or inside a host
+through `docker exec`), always with a timeout.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
+SCENARIO = REPO / "molecule" / "platform"
+SECRETS = REPO / ".secrets"
+FIGURES_FILE = REPO / "build" / "platform-figures.json"
+
+# Inventory of the scenario (molecule.yml, host_vars/).
+ADDRESSES = {
+    "platform-edge": "172.30.10.10",
+    "platform-redis": "172.30.10.11",
+    "platform-api-1": "172.30.10.12",
+    "platform-api-2": "172.30.10.13",
+    "platform-worker-1": "172.30.10.21",
+    "platform-worker-2": "172.30.10.22",
+    "platform-outsider": "172.30.10.30",
+}
+CONTROL_ADDRESS = "172.30.10.1"  # the network's gateway: the control machine
+ROUTER = ADDRESSES["platform-edge"]
+ROUTER_PORT = 80
+API_HOSTS = ["platform-api-1", "platform-api-2"]
+WORKER_HOSTS = ["platform-worker-1", "platform-worker-2"]
+ALL_HOSTS = list(ADDRESSES)
+
+USERS = {"alice": 1, "bob": 2, "charlie": 3}
+STAMPS_PER_VOUCHER = 10  # the loyalty_worker role's default
+
+# Figures the issue asks for, printed at the end of the run (conftest.py).
+FIGURES: dict[str, object] = {}
+# Values one test leaves for a later one (e.g. the token whose expiry is checked).
+STATE: dict[str, object] = {}
+
+
+def log(message: str) -> None:
+    """One line on the real terminal, also under pytest's capture."""
+    sys.__stdout__.write(f"[platform] {message}\n")
+    sys.__stdout__.flush()
+
+
+def demo_password() -> str:
+    return (SECRETS / "users" / "demo.password").read_text().strip()
+
+
+def admin_password() -> str:
+    return (SECRETS / "redis" / "admin.password").read_text().strip()
+
+
+# --- Docker -------------------------------------------------------------------
+
+
+def docker(*args: str, timeout: float = 60, check: bool = True, stdin: str | None = None):
+    result = subprocess.run(
+        ["docker", *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"docker {' '.join(args)} -> {result.returncode}: {result.stderr.strip()}"
+        )
+    return result
+
+
+def dexec(
+    host: str,
+    *command: str,
+    timeout: float = 60,
+    check: bool = True,
+    stdin: str | None = None,
+    env=None,
+):
+    options = ["-i"] if stdin is not None else []
+    for name, value in (env or {}).items():
+        options += ["-e", f"{name}={value}"]
+    return docker("exec", *options, host, *command, timeout=timeout, check=check, stdin=stdin)
+
+
+def host_python(host: str, code: str, *args: str, timeout: float = 60) -> str:
+    """Run a Python snippet inside a host, return its standard output."""
+    return dexec(host, "python3", "-c", code, *args, timeout=timeout).stdout
+
+
+# --- Redis (as administrator, on the Redis host itself) -------------------------
+
+
+def redis_cli(*args: str, timeout: float = 30) -> str:
+    result = dexec(
+        "platform-redis",
+        "redis-cli",
+        "--no-auth-warning",
+        *args,
+        env={"REDISCLI_AUTH": admin_password()},
+        timeout=timeout,
+    )
+    return result.stdout.strip()
+
+
+def redis_lines(commands: list[str], timeout: float = 120) -> list[str]:
+    """Send many commands (one a line) in one redis-cli run; one reply a line."""
+    result = dexec(
+        "platform-redis",
+        "redis-cli",
+        "--no-auth-warning",
+        env={"REDISCLI_AUTH": admin_password()},
+        stdin="".join(c + "\n" for c in commands),
+        timeout=timeout,
+    )
+    return result.stdout.splitlines()
+
+
+def loyalty_state(user_id: int) -> dict[str, int]:
+    lines = redis_cli("HGETALL", f"loyalty:user:{user_id}").splitlines()
+    state = dict(zip(lines[0::2], lines[1::2], strict=False))
+    return {k: int(state.get(k, 0) or 0) for k in ("stamps", "vouchers", "transactions")}
+
+
+def pending_count() -> int:
+    out = redis_cli("XPENDING", "loyalty:transactions", "loyalty-workers").splitlines()
+    return int(out[0]) if out and out[0].lstrip("-").isdigit() else 0
+
+
+def group_info() -> dict[str, str]:
+    """XINFO GROUPS of the stream for the workers' group (name -> value)."""
+    lines = redis_cli("XINFO", "GROUPS", "loyalty:transactions").splitlines()
+    info = dict(zip(lines[0::2], lines[1::2], strict=False))
+    return info if info.get("name") == "loyalty-workers" else {}
+
+
+def wait_until_drained(timeout: float = 120) -> None:
+    """Until the workers have read and settled everything queued so far."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = group_info()
+        if info.get("pending") == "0" and info.get("lag") in ("0", None):
+            return
+        assert time.monotonic() < deadline, f"the workers did not catch up: {info}"
+        time.sleep(1)
+
+
+# --- HTTP through the router ----------------------------------------------------
+
+
+def request(
+    method: str,
+    path: str,
+    fields: dict | None = None,
+    headers: dict | None = None,
+    host: str = ROUTER,
+    port: int = ROUTER_PORT,
+    timeout: float = 10,
+    conn: http.client.HTTPConnection | None = None,
+):
+    """One request; returns (status, headers, parsed JSON or text)."""
+    body = urllib.parse.urlencode(fields) if fields is not None else None
+    all_headers = dict(headers or {})
+    if body is not None:
+        all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=all_headers)
+        response = conn.getresponse()
+        raw = response.read()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = raw.decode(errors="replace")
+        return response.status, dict(response.getheaders()), data
+    finally:
+        if own:
+            conn.close()
+
+
+class Tokens:
+    """Tokens per user, fetched through the router and reused while young.
+
+    The router limits /authentication/token to 10 requests per 10 s per
+    client address, and every test runs from the same address: a token is
+    reused until it is `max_age` seconds old, and a 429 waits Retry-After.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._backoff: dict[str, float] = {}
+        self.refresh_failures = 0
+
+    def fresh(self, username: str, deadline: float = 60) -> tuple[str, float]:
+        """A new token and the time it was issued (bounded retries)."""
+        end = time.monotonic() + deadline
+        while True:
+            issued = time.time()
+            try:
+                status, headers, data = request(
+                    "POST",
+                    "/authentication/token",
+                    {"username": username, "password": demo_password()},
+                )
+            except (OSError, http.client.HTTPException) as error:
+                status, headers, data = 0, {}, str(error)
+            if status == 200:
+                with self._lock:
+                    self._tokens[username] = (data["token"], issued)
+                return data["token"], issued
+            self.refresh_failures += 1
+            if time.monotonic() > end:
+                raise AssertionError(f"no token for {username}: {status} {data}")
+            time.sleep(float(headers.get("Retry-After", 1)) if status == 429 else 1)
+
+    def get(self, username: str, max_age: float = 15) -> str:
+        with self._lock:
+            cached = self._tokens.get(username)
+        if cached and time.time() - cached[1] < max_age:
+            return cached[0]
+        return self.fresh(username)[0]
+
+    def get_lenient(self, username: str, max_age: float = 10, must_live: float = 25) -> str:
+        """Refresh when older than max_age, but keep an older token (until
+        must_live seconds old) when the Auth API cannot be reached right now."""
+        with self._lock:
+            cached = self._tokens.get(username)
+            backing_off = time.monotonic() < self._backoff.get(username, 0)
+        if cached and (
+            time.time() - cached[1] < max_age
+            or (backing_off and time.time() - cached[1] < must_live)
+        ):
+            return cached[0]
+        try:
+            return self.fresh(username, deadline=0)[0]
+        except AssertionError:
+            with self._lock:
+                self._backoff[username] = time.monotonic() + 2
+            if cached and time.time() - cached[1] < must_live:
+                return cached[0]
+            return self.fresh(username, deadline=30)[0]
+
+
+TOKENS = Tokens()
+
+
+def curl_from_edge(address: str, path: str, token: str, method: str = "POST") -> tuple[int, str]:
+    """From the router host (the only host the firewall lets reach an API)."""
+    command = [
+        "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "-o",
+        "/dev/stdout",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        "-H",
+        f"Authorization: Bearer {token}",
+    ]
+    if method == "POST":
+        command += ["--data-urlencode", "amount=100", "--data-urlencode", "currency=EUR"]
+    out = dexec("platform-edge", *command, f"http://{address}:5000{path}", timeout=30).stdout
+    body, _, code = out.rpartition("\n")
+    return int(code), body
+
+
+def curl_ready_from_edge(timeout: float = 120) -> None:
+    """Until both API hosts answer /ready from the router host and the
+    router counts them UP again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for host in API_HOSTS:
+            out = dexec(
+                "platform-edge",
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "3",
+                f"http://{ADDRESSES[host]}:5000/ready",
+                check=False,
+                timeout=30,
+            )
+            states.append(out.stdout.strip())
+        stat = dexec(
+            "platform-edge",
+            "sh",
+            "-c",
+            "echo 'show stat transaction_api 4 -1' | socat stdio /run/haproxy/admin.sock",
+            check=False,
+            timeout=30,
+        ).stdout
+        up = [
+            line.split(",")[17]
+            for line in stat.splitlines()
+            if line.startswith("transaction_api,platform-")
+        ]
+        if states == ["200", "200"] and up == ["UP", "UP"]:
+            return
+        assert time.monotonic() < deadline, f"API hosts not back: /ready {states}, router {up}"
+        time.sleep(1)
+
+
+# --- Ansible, as Molecule runs it ----------------------------------------------
+
+
+def run_playbook(playbook: Path, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    if ephemeral:
+        env["ANSIBLE_CONFIG"] = str(Path(ephemeral) / "ansible.cfg")
+    env["ANSIBLE_ROLES_PATH"] = str(REPO / "roles")
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if inventory:
+        # The directory: the inventory file plus the linked group_vars/host_vars.
+        inventory = str(Path(inventory).parent)
+    command = [
+        str(Path(sys.executable).with_name("ansible-playbook")),
+        "-i",
+        inventory,
+        str(playbook),
+        *extra,
+    ]
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )

@@ -1,0 +1,191 @@
+"""A bounded client for the load tests: threads with http.client, each request
+carrying its own Idempotency-Key, every outcome recorded with its times."""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from helpers import ROUTER, ROUTER_PORT, TOKENS, log, request
+
+CLIENT_TIMEOUT = 15  # seconds; a request not answered by then counts as a hang
+
+
+@dataclass
+class Outcome:
+    index: int
+    user: str
+    key: str
+    amount: int
+    started: float
+    finished: float
+    status: int  # 0: no HTTP answer (see error)
+    error: str = ""
+    transaction_id: str = ""
+    replayed: bool = False
+
+
+def send(conn, user: str, key: str, amount: int, token: str):
+    """POST one transaction; returns (status, headers, body)."""
+    return request(
+        "POST",
+        "/transactions/transactions",
+        {"amount": str(amount), "currency": "GBP"},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+        conn=conn,
+    )
+
+
+class Client:
+    """`threads` threads share a schedule of `total` requests at `rate` per
+    second (bounded by `max_seconds`), alternating between `users`."""
+
+    def __init__(self, users, total: int, rate: float, threads: int, max_seconds: float) -> None:
+        self.users = list(users)
+        self.total = total
+        self.rate = rate
+        self.threads = threads
+        self.max_seconds = max_seconds
+        self.outcomes: list[Outcome] = []
+        self._lock = threading.Lock()
+        self._next = 0
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        for user in self.users:
+            TOKENS.get(user)
+        self.t0 = time.monotonic()
+        for n in range(self.threads):
+            thread = threading.Thread(target=self._run, name=f"client-{n}", daemon=True)
+            thread.start()
+            self._workers.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self) -> None:
+        for thread in self._workers:
+            thread.join(timeout=self.max_seconds + 2 * CLIENT_TIMEOUT)
+        assert not any(t.is_alive() for t in self._workers), "client threads did not stop"
+
+    def done(self) -> bool:
+        return not any(t.is_alive() for t in self._workers)
+
+    def _slot(self) -> int | None:
+        with self._lock:
+            if self._next >= self.total or self._stop.is_set():
+                return None
+            index = self._next
+            self._next += 1
+            return index
+
+    def _run(self) -> None:
+        conn = None
+        rng = random.Random()
+        while True:
+            index = self._slot()
+            if index is None:
+                break
+            due = self.t0 + index / self.rate
+            now = time.monotonic()
+            if now - self.t0 > self.max_seconds:
+                break
+            if due > now:
+                time.sleep(due - now)
+            user = self.users[index % len(self.users)]
+            key = str(uuid.uuid4())
+            amount = rng.randint(1, 5000)
+            try:
+                token = TOKENS.get_lenient(user)
+            except AssertionError as error:
+                self._record(
+                    Outcome(
+                        index,
+                        user,
+                        key,
+                        amount,
+                        time.monotonic(),
+                        time.monotonic(),
+                        0,
+                        f"token: {error}",
+                    )
+                )
+                continue
+            if conn is None:
+                conn = http.client.HTTPConnection(ROUTER, ROUTER_PORT, timeout=CLIENT_TIMEOUT)
+            started = time.monotonic()
+            try:
+                status, headers, body = send(conn, user, key, amount, token)
+                outcome = Outcome(index, user, key, amount, started, time.monotonic(), status)
+                if status == 202:
+                    outcome.transaction_id = body["transaction_id"]
+                    outcome.replayed = headers.get("Idempotent-Replayed") == "true"
+                else:
+                    outcome.error = str(body)[:200]
+                    if headers.get("Connection", "").lower() == "close":
+                        conn.close()
+                        conn = None
+            except (OSError, http.client.HTTPException) as error:
+                outcome = Outcome(
+                    index,
+                    user,
+                    key,
+                    amount,
+                    started,
+                    time.monotonic(),
+                    0,
+                    f"{type(error).__name__}: {error}",
+                )
+                conn.close()
+                conn = None
+            self._record(outcome)
+        if conn is not None:
+            conn.close()
+
+    def _record(self, outcome: Outcome) -> None:
+        with self._lock:
+            self.outcomes.append(outcome)
+
+    def at(self, seconds: float) -> None:
+        """Sleep until `seconds` after the start (or until the client ended)."""
+        while time.monotonic() - self.t0 < seconds and not self.done():
+            time.sleep(0.05)
+
+    def since_start(self) -> float:
+        return time.monotonic() - self.t0
+
+
+def settle(outcomes: list[Outcome], attempts: int = 5) -> dict[str, int]:
+    """Ask again, with the same key, for every request whose fate the client
+    did not learn (no answer, a 5xx): the Transaction API answers a known key
+    with the first answer, so each one ends as queued (202) or refused."""
+    counts = {"replayed": 0, "queued_now": 0, "unsettled": 0}
+    for outcome in outcomes:
+        if outcome.status == 202 or 400 <= outcome.status < 500:
+            continue
+        for attempt in range(attempts):
+            try:
+                status, headers, body = send(
+                    None, outcome.user, outcome.key, outcome.amount, TOKENS.get(outcome.user)
+                )
+            except (OSError, http.client.HTTPException):
+                status, headers, body = 0, {}, None
+            if status == 202:
+                outcome.transaction_id = body["transaction_id"]
+                if headers.get("Idempotent-Replayed") == "true":
+                    outcome.replayed = True
+                    counts["replayed"] += 1
+                else:
+                    counts["queued_now"] += 1
+                break
+            time.sleep(1 + attempt)
+        else:
+            counts["unsettled"] += 1
+            log(f"unsettled: {outcome}")
+    return counts

@@ -1,0 +1,131 @@
+"""Who reaches which port: the firewall as the inventory describes it, Redis's password."""
+
+from __future__ import annotations
+
+import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from helpers import ADDRESSES, ALL_HOSTS, CONTROL_ADDRESS, admin_password, dexec, host_python, log
+
+CONTROL = "control"
+API = ["platform-api-1", "platform-api-2"]
+REDIS_CLIENTS = {"platform-api-1", "platform-api-2", "platform-worker-1", "platform-worker-2"}
+EVERYONE = set(ALL_HOSTS) | {CONTROL}
+
+# (host, port): sources that must get through; every other source must not.
+# A host reaching its own address goes over loopback, so it is left out.
+ALLOWED = {
+    ("platform-edge", 80): EVERYONE,
+    ("platform-edge", 5000): {"platform-edge"},
+    ("platform-edge", 8404): set(),
+    ("platform-redis", 6379): REDIS_CLIENTS,
+    ("platform-api-1", 5000): {"platform-edge"},
+    ("platform-api-2", 5000): {"platform-edge"},
+}
+
+# Tries every (address, port) at once, 2 s each; prints {"addr:port": state}.
+PROBE = """
+import json, socket, sys
+from concurrent.futures import ThreadPoolExecutor
+def probe(target):
+    address, port = target
+    try:
+        socket.create_connection((address, port), timeout=2).close()
+        return "open"
+    except socket.timeout:
+        return "timeout"
+    except OSError as error:
+        return type(error).__name__
+targets = json.loads(sys.argv[1])
+with ThreadPoolExecutor(len(targets)) as pool:
+    states = list(pool.map(probe, targets))
+print(json.dumps({f"{a}:{p}": s for (a, p), s in zip(targets, states)}))
+"""
+
+
+def probe_locally(targets):
+    def probe(target):
+        try:
+            socket.create_connection(tuple(target), timeout=2).close()
+            return "open"
+        except TimeoutError:
+            return "timeout"
+        except OSError as error:
+            return type(error).__name__
+
+    with ThreadPoolExecutor(len(targets)) as pool:
+        states = list(pool.map(probe, targets))
+    return {f"{a}:{p}": s for (a, p), s in zip(targets, states, strict=True)}
+
+
+def test_each_port_reachable_only_from_where_the_inventory_says():
+    def targets_for(source):
+        return [[ADDRESSES[h], p] for (h, p) in ALLOWED if h != source]
+
+    def run(source):
+        if source == CONTROL:
+            return source, probe_locally(targets_for(source))
+        return source, json.loads(host_python(source, PROBE, json.dumps(targets_for(source))))
+
+    with ThreadPoolExecutor(len(EVERYONE)) as pool:
+        results = dict(pool.map(run, sorted(EVERYONE)))
+    wrong = []
+    for (host, port), allowed in ALLOWED.items():
+        for source, states in results.items():
+            if source == host:
+                continue
+            state = states[f"{ADDRESSES[host]}:{port}"]
+            expected = "open" if source in allowed else "closed"
+            if (state == "open") != (source in allowed):
+                wrong.append(f"{source} -> {host}:{port} is {state}, expected {expected}")
+    for source, states in sorted(results.items()):
+        log(f"reach from {source}: {states}")
+    assert not wrong, "\n".join(wrong)
+
+
+def redis_exchange(source: str, payload: str) -> str:
+    code = (
+        "import socket, sys\n"
+        "s = socket.create_connection((sys.argv[1], 6379), timeout=3)\n"
+        "s.sendall(sys.argv[2].encode())\n"
+        "print(s.recv(200).decode(errors='replace').strip())\n"
+    )
+    return host_python(source, code, ADDRESSES["platform-redis"], payload).strip()
+
+
+def test_redis_refuses_a_client_without_the_password():
+    # From a host the firewall lets in: the server itself says no.
+    assert redis_exchange("platform-api-1", "PING\r\n").startswith("-NOAUTH")
+    assert redis_exchange("platform-worker-1", "GET loyalty:user:1\r\n").startswith("-NOAUTH")
+    out = dexec("platform-redis", "redis-cli", "PING", check=False)
+    assert "NOAUTH" in out.stdout + out.stderr
+    # With a wrong password as well.
+    reply = redis_exchange("platform-api-1", "AUTH default not-the-password\r\n")
+    assert reply.startswith("-WRONGPASS"), reply
+    # The right admin password works (the tests read Redis this way).
+    out = dexec(
+        "platform-redis",
+        "redis-cli",
+        "--no-auth-warning",
+        "PING",
+        env={"REDISCLI_AUTH": admin_password()},
+    )
+    assert out.stdout.strip() == "PONG"
+
+
+def test_redis_unreachable_from_the_outsider_and_the_control_machine():
+    code = (
+        "import socket, sys\n"
+        "try:\n"
+        "    socket.create_connection((sys.argv[1], 6379), timeout=2)\n"
+        "    print('open')\n"
+        "except OSError as e:\n"
+        "    print(type(e).__name__)\n"
+    )
+    assert host_python("platform-outsider", code, ADDRESSES["platform-redis"]).strip() != "open"
+    assert (
+        probe_locally([[ADDRESSES["platform-redis"], 6379]])[f"{ADDRESSES['platform-redis']}:6379"]
+        != "open"
+    )
+    assert CONTROL_ADDRESS  # the control machine reaches the hosts from the network's gateway

@@ -1,0 +1,178 @@
+"""A bounded burst through the router while hosts and processes fail.
+
+During the burst: one worker instance is SIGKILLed, a whole worker host is
+stopped (and started again), a Transaction API host is stopped (and started
+again), and Redis is restarted. Afterwards every transaction answered 202 is
+awarded exactly once, nothing stays pending, and the failures the clients
+saw are the expected ones only.
+"""
+
+from __future__ import annotations
+
+import time
+
+from helpers import (
+    FIGURES,
+    USERS,
+    curl_ready_from_edge,
+    docker,
+    log,
+    loyalty_state,
+    pending_count,
+    redis_cli,
+    redis_lines,
+    wait_until_drained,
+)
+from load import Client, settle
+
+TOTAL = 3000  # transactions at most
+RATE = 50  # per second, all threads together
+THREADS = 12
+MAX_SECONDS = 100  # the burst stops by then whatever was sent
+LOAD_USERS = ["alice", "bob"]  # the demo users who may transact
+# Schedule of the faults, seconds after the start of the burst.
+KILL_INSTANCE_AT = 4
+STOP_WORKER_HOST_AT = 8
+STOP_API_AT = 12
+START_API_AT = 24
+RESTART_REDIS_AT = 32
+START_WORKER_HOST_AT = 42
+# After Redis answers again, the router needs its health checks to pass
+# (rise 2 x 1 s) before the API hosts take requests: 503s until then count
+# as part of the restart.
+REDIS_RECOVERY_SLACK = 8
+
+
+def wait_until_awarded(ids: list[str], timeout: float = 180) -> int:
+    """Wait until every id has its processed mark and nothing is pending;
+    returns how many ids have a mark."""
+    deadline = time.monotonic() + timeout
+    while True:
+        replies = redis_lines([f"EXISTS loyalty:processed:{i}" for i in ids])
+        marked = sum(1 for r in replies if r.strip() == "1")
+        pending = pending_count()
+        if (marked == len(ids) and pending == 0) or time.monotonic() > deadline:
+            return marked
+        time.sleep(2)
+
+
+def test_burst_with_faults_awards_every_accepted_transaction_exactly_once():
+    wait_until_drained()
+    before = {u: loyalty_state(USERS[u]) for u in LOAD_USERS}
+    dead_before = int(redis_cli("XLEN", "loyalty:dead") or 0)
+    client = Client(LOAD_USERS, TOTAL, RATE, THREADS, MAX_SECONDS)
+    marks = {}
+    client.start()
+    try:
+        client.at(KILL_INSTANCE_AT)
+        marks["kill"] = client.since_start()
+        docker("exec", "platform-worker-1", "systemctl", "kill", "-s", "KILL", "loyalty-worker@1")
+        client.at(STOP_WORKER_HOST_AT)
+        marks["worker_stop"] = client.since_start()
+        docker("stop", "platform-worker-2", timeout=60)
+        client.at(STOP_API_AT)
+        marks["api_stop"] = client.since_start()
+        docker("stop", "platform-api-2", timeout=60)
+        marks["api_stopped"] = client.since_start()
+        client.at(START_API_AT)
+        marks["api_start"] = client.since_start()
+        docker("start", "platform-api-2", timeout=60)
+        client.at(RESTART_REDIS_AT)
+        marks["redis_restart"] = client.since_start()
+        docker("exec", "platform-redis", "systemctl", "restart", "redis-server", timeout=60)
+        marks["redis_restarted"] = client.since_start()
+        client.at(START_WORKER_HOST_AT)
+        marks["worker_start"] = client.since_start()
+        docker("start", "platform-worker-2", timeout=60)
+    finally:
+        client.join()
+    burst_seconds = max(o.finished for o in client.outcomes) - client.t0
+    log(f"fault times (s after start): { ({k: round(v, 1) for k, v in marks.items()}) }")
+
+    outcomes = client.outcomes
+    t0 = client.t0
+
+    def started_between(o, a, b):
+        return a <= o.started - t0 <= b
+
+    statuses: dict[int, int] = {}
+    for o in outcomes:
+        statuses[o.status] = statuses.get(o.status, 0) + 1
+    log(f"statuses: {statuses}")
+    accepted = [o for o in outcomes if o.status == 202]
+    api_window = [o for o in outcomes if started_between(o, marks["api_stop"], marks["api_start"])]
+    api_failures = [o for o in api_window if o.status != 202]
+    redis_end = marks["redis_restarted"] + REDIS_RECOVERY_SLACK
+    redis_503 = [
+        o
+        for o in outcomes
+        if o.status == 503 and started_between(o, marks["redis_restart"], redis_end)
+    ]
+    other_503 = [o for o in outcomes if o.status == 503 and o not in redis_503]
+    hangs = [o for o in outcomes if o.status == 0]
+    unexpected = [o for o in outcomes if o.status not in (202, 503)]
+
+    # Whatever the client did not learn the fate of is asked again with its key.
+    settled = settle(outcomes)
+    log(f"settled after an error: {settled}")
+    ids_by_user: dict[str, set[str]] = {u: set() for u in LOAD_USERS}
+    for o in outcomes:
+        if o.transaction_id:
+            ids_by_user[o.user].add(o.transaction_id)
+    all_ids = [i for ids in ids_by_user.values() for i in ids]
+    assert len(all_ids) == sum(1 for o in outcomes if o.transaction_id), (
+        "one id answered for two keys"
+    )
+
+    marked = wait_until_awarded(all_ids)
+    pending = pending_count()
+    after = {u: loyalty_state(USERS[u]) for u in LOAD_USERS}
+    awarded = sum(after[u]["transactions"] - before[u]["transactions"] for u in LOAD_USERS)
+    stamps_ok = all(
+        (after[u]["stamps"] + 10 * after[u]["vouchers"])
+        - (before[u]["stamps"] + 10 * before[u]["vouchers"])
+        == len(ids_by_user[u])
+        and after[u]["transactions"] - before[u]["transactions"] == len(ids_by_user[u])
+        and 0 <= after[u]["stamps"] < 10
+        for u in LOAD_USERS
+    )
+    dead = int(redis_cli("XLEN", "loyalty:dead") or 0) - dead_before
+    dead_without_reason = 0
+    if dead:
+        entries = redis_cli("XREVRANGE", "loyalty:dead", "+", "-", "COUNT", str(dead)).splitlines()
+        dead_without_reason = dead - sum(1 for line in entries if line == "reason")
+
+    FIGURES.update(
+        sent=len(outcomes),
+        accepted=len(accepted),
+        settled_after_error=settled,
+        awarded=awarded,
+        lost=len(all_ids) - marked,
+        duplicated=max(0, awarded - len(all_ids)),
+        rejected_503=statuses.get(503, 0),
+        redis_restart_503=len(redis_503),
+        api_stop_requests=len(api_window),
+        api_stop_failures=len(api_failures),
+        dead_letters=dead,
+        pending_after=pending,
+        burst_seconds=round(burst_seconds, 1),
+        statuses=statuses,
+        fault_times=({k: round(v, 1) for k, v in marks.items()}),
+    )
+    log(f"before {before} after {after}")
+
+    assert len(outcomes) >= 1000, f"only {len(outcomes)} sent: the platform was too slow to test"
+    assert not hangs, f"{len(hangs)} requests without an answer, e.g. {hangs[:3]}"
+    assert not unexpected, f"statuses other than 202/503: {unexpected[:5]}"
+    late = [(round(o.started - t0, 1), o.error) for o in other_503[:5]]
+    assert not other_503, f"503 outside the Redis restart: {late}"
+    assert not api_failures, f"failures while an API host was stopped: {api_failures[:5]}"
+    assert settled["unsettled"] == 0
+    assert marked == len(all_ids), f"{len(all_ids) - marked} accepted transactions never awarded"
+    assert awarded == len(all_ids), f"awarded {awarded} for {len(all_ids)} accepted transactions"
+    assert stamps_ok, f"stamps/vouchers do not follow the rule: before {before}, after {after}"
+    assert pending == 0
+    assert dead_without_reason == 0
+
+    # The stopped hosts are back: both API hosts ready for the next tests.
+    curl_ready_from_edge()
