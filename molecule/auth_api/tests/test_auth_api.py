@@ -22,7 +22,9 @@ def test_system_user_without_login(host):
 def test_code_installed_in_virtualenv(host):
     assert host.file("/opt/auth-api/venv/bin/auth-api").is_file
     assert host.file("/opt/auth-api/venv").user == "root"
-    pip = host.run("/opt/auth-api/venv/bin/python -m pip list --format=freeze --disable-pip-version-check")
+    pip = host.run(
+        "/opt/auth-api/venv/bin/python -m pip list --format=freeze --disable-pip-version-check"
+    )
     assert "loyalty-auth-api==" in pip.stdout
     assert "gunicorn==" in pip.stdout
 
@@ -71,5 +73,7 @@ def test_listens_on_its_port(host):
 
 def test_unit_hardening_exposure(host):
     report = host.check_output("systemd-analyze security --no-pager auth-api.service")
-    exposure = float(re.search(r"Overall exposure level for auth-api\.service: ([0-9.]+)", report).group(1))
+    exposure = float(
+        re.search(r"Overall exposure level for auth-api\.service: ([0-9.]+)", report).group(1)
+    )
     assert exposure <= 4.0, report

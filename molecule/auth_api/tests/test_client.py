@@ -43,7 +43,9 @@ def demo_password():
 
 
 def test_health_over_the_network(host):
-    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).status)"
+    code = (
+        "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).status)"
+    )
     assert host.check_output("python3 -c %s %s", code, URL + "/health").strip() == "200"
 
 

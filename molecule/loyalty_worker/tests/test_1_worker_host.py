@@ -2,7 +2,7 @@
 
 import re
 
-testinfra_hosts = ["loyalty-worker-1"]
+testinfra_hosts = ["loyalty-worker-molecule-1"]
 
 
 def test_system_user_without_login(host):
@@ -33,7 +33,12 @@ def test_environment_and_password_files(host):
 
 def test_template_unit(host):
     unit = host.file("/etc/systemd/system/loyalty-worker@.service").content_string
-    for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=30", "Environment=WORKER_CONSUMER_NAME=%H-%i"):
+    for line in (
+        "Type=notify",
+        "NotifyAccess=main",
+        "WatchdogSec=30",
+        "Environment=WORKER_CONSUMER_NAME=%H-%i",
+    ):
         assert line in unit
 
 
@@ -49,5 +54,9 @@ def test_two_instances_active_and_enabled(host):
 
 def test_unit_hardening_exposure(host):
     report = host.check_output("systemd-analyze security --no-pager loyalty-worker@1.service")
-    exposure = float(re.search(r"Overall exposure level for loyalty-worker@1\.service: ([0-9.]+)", report).group(1))
+    exposure = float(
+        re.search(r"Overall exposure level for loyalty-worker@1\.service: ([0-9.]+)", report).group(
+            1
+        )
+    )
     assert exposure <= 4.0, report

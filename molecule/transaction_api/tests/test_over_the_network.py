@@ -21,7 +21,8 @@ def test_transaction_queued_on_the_stream(host, admin_password):
     assert answer["status"] == 202, answer
     transaction_id = answer["body"]["transaction_id"]
     entries = host.run(
-        "REDISCLI_AUTH=%s redis-cli --no-auth-warning --json XRANGE loyalty:transactions - +", admin_password
+        "REDISCLI_AUTH=%s redis-cli --no-auth-warning --json XRANGE loyalty:transactions - +",
+        admin_password,
     )
     assert entries.rc == 0, entries.stderr
     assert transaction_id in entries.stdout

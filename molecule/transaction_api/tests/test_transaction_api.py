@@ -58,6 +58,8 @@ def test_unit_active_enabled_and_listening(host):
 def test_unit_hardening_exposure(host):
     report = host.check_output("systemd-analyze security --no-pager transaction-api.service")
     exposure = float(
-        re.search(r"Overall exposure level for transaction-api\.service: ([0-9.]+)", report).group(1)
+        re.search(r"Overall exposure level for transaction-api\.service: ([0-9.]+)", report).group(
+            1
+        )
     )
     assert exposure <= 4.0, report

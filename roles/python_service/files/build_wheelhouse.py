@@ -34,7 +34,15 @@ import zipfile
 from pathlib import Path
 
 # Build output, caches and the packages' own tests: none of them end up in a wheel.
-SKIPPED_NAMES = {"build", "dist", "tests", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+SKIPPED_NAMES = {
+    "build",
+    "dist",
+    "tests",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".mypy_cache",
+}
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 
 
@@ -107,7 +115,9 @@ def pack(wheel_dir: Path, archive: Path, mtime: int) -> list[str]:
 def target_environment(args: argparse.Namespace) -> dict[str, str]:
     """Marker variables of the hosts' interpreter (pip evaluates markers
     against the control node's own Python, even with --python-version)."""
-    full = args.python_version if args.python_version.count(".") == 2 else args.python_version + ".0"
+    full = (
+        args.python_version if args.python_version.count(".") == 2 else args.python_version + ".0"
+    )
     return {
         "python_version": ".".join(full.split(".")[:2]),
         "python_full_version": full,
@@ -128,8 +138,11 @@ def wheel_requirements(wheel: Path) -> list:
     with zipfile.ZipFile(wheel) as archive:
         metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         text = archive.read(metadata).decode("utf-8")
-    return [Requirement(line.split(":", 1)[1].strip())
-            for line in text.splitlines() if line.startswith("Requires-Dist:")]
+    return [
+        Requirement(line.split(":", 1)[1].strip())
+        for line in text.splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
 
 
 def missing_requirements(wheels: Path, environment: dict[str, str]) -> list[str]:
@@ -166,22 +179,41 @@ def build(args: argparse.Namespace, work: Path) -> list[str]:
     wheels = work / "wheels"
     wheels.mkdir()
     download = [
-        sys.executable, "-m", "pip", "download", "--quiet",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
         "--only-binary=:all:",
-        "--python-version", args.python_version,
-        "--implementation", "cp",
-        "--dest", str(wheels),
+        "--python-version",
+        args.python_version,
+        "--implementation",
+        "cp",
+        "--dest",
+        str(wheels),
     ]
     for platform in args.platform:
         download += ["--platform", platform]
-    run(download + ["--requirement", args.requirements], env)
+    run([*download, "--requirement", args.requirements], env)
     for package in args.package:
         # Build from a clean copy so that no build output lands in the
         # repository and concurrent builds cannot see each other's files.
         source = work / "src" / Path(package).name
         shutil.copytree(package, source, ignore=lambda _d, names: [n for n in names if skipped(n)])
-        run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-             "--wheel-dir", str(wheels), str(source)], env)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--wheel-dir",
+                str(wheels),
+                str(source),
+            ],
+            env,
+        )
     # Requirements that apply only on the hosts' Python, or that the lock
     # file forgot, are fetched too (the latter with a warning).
     environment = target_environment(args)
@@ -200,7 +232,9 @@ def build(args: argparse.Namespace, work: Path) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requirements", required=True)
-    parser.add_argument("--package", action="append", required=True, help="service source directory")
+    parser.add_argument(
+        "--package", action="append", required=True, help="service source directory"
+    )
     parser.add_argument("--python-version", required=True, help="the hosts' Python, X.Y.Z")
     parser.add_argument("--machine", default="x86_64", help="the hosts' platform_machine")
     parser.add_argument("--platform", action="append", required=True, help="wheel platform tag")
@@ -215,7 +249,11 @@ def main() -> int:
     with open(out_dir / ".lock", "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         digest = inputs_digest(args)
-        if archive.is_file() and stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == digest:
+        if (
+            archive.is_file()
+            and stamp.is_file()
+            and stamp.read_text(encoding="utf-8").strip() == digest
+        ):
             with tarfile.open(archive) as tar:
                 names = tar.getnames()
             changed = False
@@ -227,7 +265,9 @@ def main() -> int:
             # Reproducible wheels: a change that does not reach a wheel
             # (a comment in the lock file, say) leaves the archive as it was.
             changed = file_digest(archive) != before
-    json.dump({"changed": changed, "archive": str(archive), "wheels": names, "inputs": digest}, sys.stdout)
+    json.dump(
+        {"changed": changed, "archive": str(archive), "wheels": names, "inputs": digest}, sys.stdout
+    )
     sys.stdout.write("\n")
     return 0
 
