@@ -130,7 +130,7 @@ def test_token_rate_limit(host):
     statuses = [status for status, _, _ in answers]
     assert 200 in statuses
     assert statuses.count(429) >= 2
-    status, headers, body = next(a for a in answers if a[0] == 429)
+    _, headers, body = next(a for a in answers if a[0] == 429)
     assert headers["retry-after"] == "10"
     assert headers["content-type"] == "application/json"
     assert json.loads(body) == {"error": "Too many requests"}
