@@ -85,6 +85,13 @@ def test_unknown_path_is_json_404(host, path):
     assert json.loads(body) == {"error": "Not found"}
 
 
+def test_access_log_in_journal(host):
+    request(host, f"{ROUTER}/authentication/health?logcheck=1")
+    time.sleep(1)
+    journal = host.run("journalctl -u haproxy --no-pager --since -2min").stdout
+    assert "GET /authentication/health?logcheck=1" in journal
+
+
 def test_admin_endpoints_only_on_loopback(host, backends):
     assert host.socket("tcp://127.0.0.1:8404").is_listening
     assert not host.socket("tcp://0.0.0.0:8404").is_listening
@@ -99,7 +106,12 @@ def test_stopped_backend_costs_no_request(host, backends):
     try:
         # At once, before the health checks notice: retries carry the requests.
         statuses = [request(host, f"{ROUTER}/transactions/z")[0] for _ in range(10)]
-        assert statuses == [200] * 10
+        # A POST whose connection failed never reached a server: retried too.
+        statuses += [
+            request(host, f"{ROUTER}/transactions/transactions", "POST", "amount=1")[0]
+            for _ in range(6)
+        ]
+        assert statuses == [200] * 16
         wait_for_servers(host, "transaction_api", "DOWN", 1)
         answers = [json.loads(request(host, f"{ROUTER}/transactions/z")[2]) for _ in range(4)]
         assert {a["host"] for a in answers} == {"router-backend-2"}
