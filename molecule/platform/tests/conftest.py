@@ -24,6 +24,7 @@ ORDER = [
     "upgrade_sent",
     "upgrade_failures",
     "upgrade_token_refresh_failures",
+    "upgrade_longest_pause",
     "upgrade_seconds",
     "restart_seconds",
 ]

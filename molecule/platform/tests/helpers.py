@@ -181,7 +181,8 @@ def request(
             data = json.loads(raw)
         except ValueError:
             data = raw.decode(errors="replace")
-        return response.status, dict(response.getheaders()), data
+        # Header names are case-insensitive (HAProxy sends them in lower case).
+        return response.status, response.headers, data
     finally:
         if own:
             conn.close()
@@ -230,25 +231,32 @@ class Tokens:
             return cached[0]
         return self.fresh(username)[0]
 
-    def get_lenient(self, username: str, max_age: float = 10, must_live: float = 25) -> str:
-        """Refresh when older than max_age, but keep an older token (until
-        must_live seconds old) when the Auth API cannot be reached right now."""
-        with self._lock:
-            cached = self._tokens.get(username)
-            backing_off = time.monotonic() < self._backoff.get(username, 0)
-        if cached and (
-            time.time() - cached[1] < max_age
-            or (backing_off and time.time() - cached[1] < must_live)
-        ):
-            return cached[0]
-        try:
-            return self.fresh(username, deadline=0)[0]
-        except AssertionError:
+    def get_lenient(
+        self, username: str, max_age: float = 10, must_live: float = 26, wait: float = 180
+    ) -> str:
+        """Refresh when older than max_age; while the Auth API cannot give one,
+        keep the old token until it is must_live seconds old, then wait (at
+        most `wait` seconds) rather than send a request bound to fail. A
+        failed refresh is retried 5 s later, below the router's rate limit."""
+        deadline = time.monotonic() + wait
+        while True:
             with self._lock:
-                self._backoff[username] = time.monotonic() + 2
-            if cached and time.time() - cached[1] < must_live:
+                cached = self._tokens.get(username)
+                retry_at = self._backoff.get(username, 0.0)
+            age = time.time() - cached[1] if cached else float("inf")
+            if age < max_age:
                 return cached[0]
-            return self.fresh(username, deadline=30)[0]
+            if time.monotonic() >= retry_at:
+                try:
+                    return self.fresh(username, deadline=0)[0]
+                except AssertionError:
+                    with self._lock:
+                        self._backoff[username] = time.monotonic() + 5
+            if age < must_live:
+                return cached[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no token for {username} within {wait} s")
+            time.sleep(0.5)
 
 
 TOKENS = Tokens()

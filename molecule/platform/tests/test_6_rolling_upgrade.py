@@ -9,6 +9,7 @@ from each running main process's environment (/proc/PID/environ).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -74,11 +75,14 @@ def test_rolling_upgrade_without_a_failed_request():
         client.join()
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     failures = [o for o in client.outcomes if o.status != 202]
+    starts = sorted(o.started for o in client.outcomes)
+    longest_pause = max((b - a for a, b in itertools.pairwise(starts)), default=0.0)
     FIGURES.update(
         upgrade_sent=len(client.outcomes),
         upgrade_failures=len(failures),
         upgrade_token_refresh_failures=TOKENS.refresh_failures - refresh_failures_before,
         upgrade_seconds=round(upgrade_seconds, 1),
+        upgrade_longest_pause=round(longest_pause, 1),
     )
     log(f"upgrade: {len(client.outcomes)} sent, {len(failures)} failed, in {upgrade_seconds:.1f} s")
     # One host at a time: every API host had its own batch, drained and back.
