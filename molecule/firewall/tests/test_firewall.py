@@ -54,9 +54,15 @@ def test_extra_rule(outsider, client):
 
 
 def test_api_port_only_from_routers(outsider, host):
-    # There is no router in this scenario: nobody reaches the API port.
+    # firewall-redis is also the router: it reaches the API, nobody else does.
+    assert reaches(host, CLIENT, 5000)
     assert not reaches(outsider, CLIENT, 5000)
-    assert not reaches(host, CLIENT, 5000)
+
+
+def test_router_http_open_admin_closed(outsider, client):
+    assert reaches(outsider, REDIS, 80)
+    assert reaches(client, REDIS, 80)
+    assert not reaches(outsider, REDIS, 8404)
 
 
 def test_loopback_allowed(host):
