@@ -53,7 +53,7 @@ def test_haproxy_installed_and_running(host):
     assert host.service("haproxy").is_enabled
     conf = host.file("/etc/haproxy/haproxy.cfg")
     assert conf.mode == 0o640
-    assert host.run("haproxy -c -f /etc/haproxy/haproxy.cfg").rc == 0
+    assert host.run("haproxy -dW -c -f /etc/haproxy/haproxy.cfg").rc == 0
 
 
 def test_authentication_prefix_is_removed(host):
