@@ -2,6 +2,7 @@
 
 import os
 import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,19 @@ def test_service_user_limited_to_its_keys_and_commands(host):
     for command in (["FLUSHALL"], ["CONFIG", "GET", "maxmemory"], ["ACL", "LIST"], ["SHUTDOWN"]):
         assert "NOPERM" in cli(host, *command, user="loyalty", password=LOYALTY).stdout
     cli(host, "DEL", "loyalty:test", password=ADMIN)
+
+
+def test_queue_survives_restart(host):
+    only_server(host)
+    cli(host, "DEL", "loyalty:restart-check", password=ADMIN)
+    cli(host, "XADD", "loyalty:restart-check", "*", "n", "1", user="loyalty", password=LOYALTY)
+    assert host.run("systemctl restart redis-server").rc == 0
+    for _ in range(30):
+        if cli(host, "PING", password=ADMIN).stdout.strip() == "PONG":
+            break
+        time.sleep(0.5)
+    assert cli(host, "XLEN", "loyalty:restart-check", password=ADMIN).stdout.strip() == "1"
+    cli(host, "DEL", "loyalty:restart-check", password=ADMIN)
 
 
 def test_client_host_connects_with_password(host):
