@@ -84,7 +84,13 @@ def test_service_user_limited_to_its_keys_and_commands(host):
     ok = cli(host, "XADD", "loyalty:test", "*", "f", "1", user="loyalty", password=LOYALTY)
     assert ok.rc == 0 and "-" in ok.stdout and "NOPERM" not in ok.stdout
     assert "NOPERM" in cli(host, "SET", "other", "1", user="loyalty", password=LOYALTY).stdout
-    for command in (["FLUSHALL"], ["CONFIG", "GET", "maxmemory"], ["ACL", "LIST"], ["SHUTDOWN"]):
+    for command in (
+        ["FLUSHALL"],
+        ["CONFIG", "GET", "maxmemory"],
+        ["ACL", "LIST"],
+        ["SHUTDOWN"],
+        ["SCAN", "0"],
+    ):
         assert "NOPERM" in cli(host, *command, user="loyalty", password=LOYALTY).stdout
     cli(host, "DEL", "loyalty:test", password=ADMIN)
 
