@@ -54,6 +54,9 @@ def test_haproxy_installed_and_running(host):
     conf = host.file("/etc/haproxy/haproxy.cfg")
     assert conf.mode == 0o640
     assert host.run("haproxy -dW -c -f /etc/haproxy/haproxy.cfg").rc == 0
+    # The sandboxing drop-in is in force.
+    sandbox = host.run("systemctl show -p ProtectSystem haproxy").stdout.strip()
+    assert sandbox == "ProtectSystem=strict"
 
 
 def test_authentication_prefix_is_removed(host):
