@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,11 @@ def converge_workers(**extra_vars):
     env["ANSIBLE_CONFIG"] = str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "ansible.cfg")
     env["ANSIBLE_NOCOLOR"] = "1"
     env["ANSIBLE_ROLES_PATH"] = str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "roles")
+    # The ansible-playbook beside the Python running the tests (the venv's),
+    # whether or not the venv is on PATH.
+    beside = Path(sys.executable).parent / "ansible-playbook"
     command = [
-        "ansible-playbook",
+        str(beside) if beside.exists() else "ansible-playbook",
         "-i",
         os.environ["MOLECULE_INVENTORY_FILE"],
         str(SCENARIO / "workers.yml"),
