@@ -43,6 +43,36 @@ START_WORKER_HOST_AT = 42
 REDIS_RECOVERY_SLACK = 8
 
 
+def instance_restarts() -> int:
+    out = docker(
+        "exec",
+        "platform-worker-1",
+        "systemctl",
+        "show",
+        "-p",
+        "NRestarts",
+        "--value",
+        "loyalty-worker@1.service",
+    ).stdout.strip()
+    return int(out or 0)
+
+
+def router_server_state(server: str) -> str:
+    """The router's view of one Transaction API server (UP, DOWN, ...)."""
+    stat = docker(
+        "exec",
+        "platform-edge",
+        "sh",
+        "-c",
+        "echo 'show stat transaction_api 4 -1' | socat stdio /run/haproxy/admin.sock",
+    ).stdout
+    for line in stat.splitlines():
+        fields = line.split(",")
+        if len(fields) > 17 and fields[1] == server:
+            return fields[17]
+    return "absent"
+
+
 def wait_until_awarded(ids: list[str], timeout: float = 180) -> int:
     """Wait until every id has its processed mark and nothing is pending;
     returns how many ids have a mark."""
@@ -60,6 +90,7 @@ def test_burst_with_faults_awards_every_accepted_transaction_exactly_once():
     wait_until_drained()
     before = {u: loyalty_state(USERS[u]) for u in LOAD_USERS}
     dead_before = int(redis_cli("XLEN", "loyalty:dead") or 0)
+    restarts_before = instance_restarts()
     client = Client(LOAD_USERS, TOTAL, RATE, THREADS, MAX_SECONDS)
     marks = {}
     client.start()
@@ -75,6 +106,7 @@ def test_burst_with_faults_awards_every_accepted_transaction_exactly_once():
         docker("stop", "platform-api-2", timeout=60)
         marks["api_stopped"] = client.since_start()
         client.at(START_API_AT)
+        api_2_state = router_server_state("platform-api-2")
         marks["api_start"] = client.since_start()
         docker("start", "platform-api-2", timeout=60)
         client.at(RESTART_REDIS_AT)
@@ -142,17 +174,21 @@ def test_burst_with_faults_awards_every_accepted_transaction_exactly_once():
         entries = redis_cli("XREVRANGE", "loyalty:dead", "+", "-", "COUNT", str(dead)).splitlines()
         dead_without_reason = dead - sum(1 for line in entries if line == "reason")
 
+    killed_restarts = instance_restarts() - restarts_before
     FIGURES.update(
         sent=len(outcomes),
         accepted=len(accepted),
         settled_after_error=settled,
         awarded=awarded,
+        accepted_in_all=len(all_ids),
         lost=len(all_ids) - marked,
         duplicated=max(0, awarded - len(all_ids)),
         rejected_503=statuses.get(503, 0),
         redis_restart_503=len(redis_503),
         api_stop_requests=len(api_window),
         api_stop_failures=len(api_failures),
+        api_2_state_while_stopped=api_2_state,
+        killed_instance_restarts=killed_restarts,
         dead_letters=dead,
         pending_after=pending,
         burst_seconds=round(burst_seconds, 1),
@@ -162,6 +198,10 @@ def test_burst_with_faults_awards_every_accepted_transaction_exactly_once():
     log(f"before {before} after {after}")
 
     assert len(outcomes) >= 1000, f"only {len(outcomes)} sent: the platform was too slow to test"
+    # The faults happened: systemd restarted the killed instance, and the
+    # router had taken the stopped API host out of rotation by itself.
+    assert killed_restarts >= 1, "loyalty-worker@1 on platform-worker-1 was not restarted"
+    assert api_2_state.startswith("DOWN"), f"router saw the stopped API host as {api_2_state}"
     assert not hangs, f"{len(hangs)} requests without an answer, e.g. {hangs[:3]}"
     assert not unexpected, f"statuses other than 202/503: {unexpected[:5]}"
     late = [(round(o.started - t0, 1), o.error) for o in other_503[:5]]
