@@ -20,6 +20,7 @@ ORDER = [
     "api_stop_requests",
     "api_2_state_while_stopped",
     "killed_instance_restarts",
+    "stale_connection_retries",
     "settled_after_error",
     "dead_letters",
     "pending_after",
@@ -28,6 +29,7 @@ ORDER = [
     "upgrade_failures",
     "upgrade_token_refresh_failures",
     "upgrade_longest_pause",
+    "upgrade_stale_connection_retries",
     "upgrade_seconds",
     "restart_seconds",
 ]

@@ -200,6 +200,7 @@ class Tokens:
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[str, float]] = {}
         self._backoff: dict[str, float] = {}
+        self._refreshing: dict[str, threading.Lock] = {}
         self.refresh_failures = 0
 
     def fresh(self, username: str, deadline: float = 60) -> tuple[str, float]:
@@ -246,12 +247,16 @@ class Tokens:
             age = time.time() - cached[1] if cached else float("inf")
             if age < max_age:
                 return cached[0]
-            if time.monotonic() >= retry_at:
+            # One thread per user refreshes; the others keep the old token.
+            refresher = self._refreshing.setdefault(username, threading.Lock())
+            if time.monotonic() >= retry_at and refresher.acquire(blocking=False):
                 try:
                     return self.fresh(username, deadline=0)[0]
                 except AssertionError:
                     with self._lock:
                         self._backoff[username] = time.monotonic() + 5
+                finally:
+                    refresher.release()
             if age < must_live:
                 return cached[0]
             if time.monotonic() > deadline:

@@ -56,6 +56,7 @@ class Client:
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
         self.t0 = 0.0
+        self.stale_retries = 0
 
     def start(self) -> None:
         for user in self.users:
@@ -87,6 +88,7 @@ class Client:
 
     def _run(self) -> None:
         conn = None
+        reused = False
         rng = random.Random()
         while True:
             index = self._slot()
@@ -119,9 +121,24 @@ class Client:
                 continue
             if conn is None:
                 conn = http.client.HTTPConnection(ROUTER, ROUTER_PORT, timeout=CLIENT_TIMEOUT)
+                reused = False
             started = time.monotonic()
             try:
-                status, headers, body = send(conn, user, key, amount, token)
+                try:
+                    status, headers, body = send(conn, user, key, amount, token)
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    # A kept-alive connection the router had already closed:
+                    # like common HTTP clients, send again once on a new
+                    # connection (same Idempotency-Key, so never twice), and
+                    # count it. A new connection that fails is a failure.
+                    if not reused:
+                        raise
+                    conn.close()
+                    conn = http.client.HTTPConnection(ROUTER, ROUTER_PORT, timeout=CLIENT_TIMEOUT)
+                    with self._lock:
+                        self.stale_retries += 1
+                    status, headers, body = send(conn, user, key, amount, token)
+                reused = True
                 outcome = Outcome(index, user, key, amount, started, time.monotonic(), status)
                 if status == 202:
                     outcome.transaction_id = body["transaction_id"]

@@ -188,6 +188,7 @@ def test_burst_with_faults_awards_every_accepted_transaction_exactly_once():
         api_stop_requests=len(api_window),
         api_stop_failures=len(api_failures),
         api_2_state_while_stopped=api_2_state,
+        stale_connection_retries=client.stale_retries,
         killed_instance_restarts=killed_restarts,
         dead_letters=dead,
         pending_after=pending,

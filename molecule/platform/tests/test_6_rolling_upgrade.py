@@ -83,6 +83,7 @@ def test_rolling_upgrade_without_a_failed_request():
         upgrade_token_refresh_failures=TOKENS.refresh_failures - refresh_failures_before,
         upgrade_seconds=round(upgrade_seconds, 1),
         upgrade_longest_pause=round(longest_pause, 1),
+        upgrade_stale_connection_retries=client.stale_retries,
     )
     log(f"upgrade: {len(client.outcomes)} sent, {len(failures)} failed, in {upgrade_seconds:.1f} s")
     # One host at a time: every API host had its own batch, drained and back.
