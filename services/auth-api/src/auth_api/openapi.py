@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from loyalty_common.openapi import (
+    BODY_ERRORS,
+    COMMON_SCHEMAS,
+    OPENAPI_PATH,
+    body_content,
+    error_response,
+    health_path,
+)
+
 __all__ = ["openapi_document"]
-
-
-def _error(description: str, example: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            "application/json": {
-                "schema": {"$ref": "#/components/schemas/Error"},
-                "example": {"error": example},
-            }
-        },
-    }
 
 
 def openapi_document(token_ttl: int) -> dict[str, Any]:
@@ -44,14 +41,7 @@ def openapi_document(token_ttl: int) -> dict[str, Any]:
             "/token": {
                 "post": {
                     "summary": "Exchange a username and password for an access token",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/x-www-form-urlencoded": {"schema": credentials},
-                            "multipart/form-data": {"schema": credentials},
-                            "application/json": {"schema": credentials},
-                        },
-                    },
+                    "requestBody": {"required": True, "content": body_content(credentials)},
                     "responses": {
                         "200": {
                             "description": "A token; send it as Authorization: Bearer <token>",
@@ -66,22 +56,10 @@ def openapi_document(token_ttl: int) -> dict[str, Any]:
                                 }
                             },
                         },
-                        "400": _error(
-                            "The body is not a form or a JSON object",
-                            "Request body must be a form or a JSON object",
-                        ),
-                        "401": _error(
+                        **BODY_ERRORS,
+                        "401": error_response(
                             "Unknown user or wrong password (the same answer for both)",
                             "Invalid username or password",
-                        ),
-                        "413": _error(
-                            "The body is over 16384 bytes",
-                            "Request body is larger than 16384 bytes",
-                        ),
-                        "415": _error(
-                            "Unsupported content type",
-                            "Content type must be application/x-www-form-urlencoded, "
-                            "multipart/form-data or application/json",
                         ),
                         "422": {
                             "description": (
@@ -111,32 +89,8 @@ def openapi_document(token_ttl: int) -> dict[str, Any]:
                     },
                 }
             },
-            "/health": {
-                "get": {
-                    "summary": "Liveness",
-                    "responses": {
-                        "200": {
-                            "description": "The process answers",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Health"}
-                                }
-                            },
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3 document",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
+            "/health": health_path(),
+            "/openapi.json": OPENAPI_PATH,
         },
         "components": {
             "schemas": {
@@ -155,24 +109,7 @@ def openapi_document(token_ttl: int) -> dict[str, Any]:
                         "expires_in": {"type": "integer", "example": token_ttl},
                     },
                 },
-                "Health": {
-                    "type": "object",
-                    "required": ["healthy"],
-                    "properties": {"healthy": {"type": "boolean", "enum": [True]}},
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {"error": {"type": "string"}},
-                },
-                "FieldError": {
-                    "type": "object",
-                    "required": ["error", "field"],
-                    "properties": {
-                        "error": {"type": "string"},
-                        "field": {"type": "string"},
-                    },
-                },
+                **COMMON_SCHEMAS,
             }
         },
     }

@@ -16,8 +16,13 @@ from urllib.parse import parse_qsl
 import bottle
 
 __all__ = [
+    "FORM_TYPE",
     "JSON_TYPE",
     "MAX_BODY_BYTES",
+    "MULTIPART_TYPE",
+    "NOT_OBJECT_MESSAGE",
+    "TOO_LARGE_MESSAGE",
+    "UNSUPPORTED_TYPE_MESSAGE",
     "Body",
     "install_json_errors",
     "json_error",
@@ -38,7 +43,7 @@ _REASONS = {
     405: "Method not allowed",
     408: "Request timeout",
     411: "Length required",
-    413: "Request body is larger than 16384 bytes",
+    413: f"Request body is larger than {MAX_BODY_BYTES} bytes",
     414: "Request URI too long",
     500: "Internal error",
 }
@@ -106,11 +111,12 @@ class Body:
     kind: str = "empty"
 
 
-_UNSUPPORTED = (
+UNSUPPORTED_TYPE_MESSAGE = (
     "Content type must be application/x-www-form-urlencoded, "
     "multipart/form-data or application/json"
 )
-_NOT_OBJECT = "Request body must be a form or a JSON object"
+NOT_OBJECT_MESSAGE = "Request body must be a form or a JSON object"
+TOO_LARGE_MESSAGE = _REASONS[413]
 
 
 def _read_raw(environ: dict[str, Any]) -> bytes:
@@ -123,7 +129,7 @@ def _read_raw(environ: dict[str, Any]) -> bytes:
             raise json_error(400, "Content-Length is not a number") from None
         if length > MAX_BODY_BYTES:
             # Refuse before reading: the client may be sending gigabytes.
-            raise json_error(413, _REASONS[413])
+            raise json_error(413, TOO_LARGE_MESSAGE)
         if length <= 0 or stream is None:
             return b""
         data: bytes = stream.read(length)
@@ -134,7 +140,7 @@ def _read_raw(environ: dict[str, Any]) -> bytes:
             return b""
         data = stream.read(MAX_BODY_BYTES + 1)
     if len(data) > MAX_BODY_BYTES:
-        raise json_error(413, _REASONS[413])
+        raise json_error(413, TOO_LARGE_MESSAGE)
     return data
 
 
@@ -192,7 +198,7 @@ def _parse_json(data: bytes) -> Body:
         # ValueError covers JSONDecodeError, bad UTF-8 and oversized integers.
         raise json_error(400, "Request body is not valid JSON") from None
     if not isinstance(value, dict):
-        raise json_error(400, _NOT_OBJECT)
+        raise json_error(400, NOT_OBJECT_MESSAGE)
     return Body(fields=value, kind="json")
 
 
@@ -210,7 +216,7 @@ def read_body(request: bottle.BaseRequest) -> Body:
     data = _read_raw(environ)
     if not media_type:
         if data.strip():
-            raise json_error(415, _UNSUPPORTED)
+            raise json_error(415, UNSUPPORTED_TYPE_MESSAGE)
         return Body()
     if media_type == FORM_TYPE:
         return _parse_form(data)
@@ -220,4 +226,4 @@ def read_body(request: bottle.BaseRequest) -> Body:
         return _parse_json(data)
     if media_type == MULTIPART_TYPE:
         return _parse_multipart(data, content_type)
-    raise json_error(415, _UNSUPPORTED)
+    raise json_error(415, UNSUPPORTED_TYPE_MESSAGE)

@@ -4,55 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from loyalty_common.openapi import (
+    BODY_ERRORS,
+    COMMON_SCHEMAS,
+    OPENAPI_PATH,
+    body_content,
+    error_response,
+    health_path,
+    json_response_ref,
+)
+
 __all__ = ["openapi_document"]
 
-_UNAUTHORIZED = {
-    "description": (
-        "Missing, malformed, forged, expired or not-yet-valid token, an "
-        "algorithm other than EdDSA, or a wrong issuer"
-    ),
-    "headers": {
+_UNAUTHORIZED = error_response(
+    "Missing, malformed, forged, expired or not-yet-valid token, an "
+    "algorithm other than EdDSA, or a wrong issuer",
+    "The token is invalid or expired",
+    headers={
         "WWW-Authenticate": {
             "schema": {"type": "string", "example": 'Bearer error="invalid_token"'}
         }
     },
-    "content": {
-        "application/json": {
-            "schema": {"$ref": "#/components/schemas/Error"},
-            "example": {"error": "The token is invalid or expired"},
-        }
-    },
-}
+)
 
-_UNAVAILABLE = {
-    "description": "Redis is unreachable; nothing was queued",
-    "headers": {"Retry-After": {"schema": {"type": "integer", "example": 1}}},
-    "content": {
-        "application/json": {
-            "schema": {"$ref": "#/components/schemas/Error"},
-            "example": {"error": "The queue is unavailable; try again shortly"},
-        }
-    },
-}
-
-
-def _error(description: str, example: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            "application/json": {
-                "schema": {"$ref": "#/components/schemas/Error"},
-                "example": {"error": example},
-            }
-        },
-    }
-
-
-def _json(schema: str, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-    }
+_UNAVAILABLE = error_response(
+    "Redis is unreachable; nothing was queued",
+    "The queue is unavailable; try again shortly",
+    headers={"Retry-After": {"schema": {"type": "integer", "example": 1}}},
+)
 
 
 def openapi_document(max_amount: int) -> dict[str, Any]:
@@ -121,14 +100,7 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                             },
                         }
                     ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/x-www-form-urlencoded": {"schema": transaction},
-                            "multipart/form-data": {"schema": transaction},
-                            "application/json": {"schema": transaction},
-                        },
-                    },
+                    "requestBody": {"required": True, "content": body_content(transaction)},
                     "responses": {
                         "202": {
                             "description": "Queued on the Redis stream",
@@ -144,21 +116,9 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                                 }
                             },
                         },
-                        "400": _error(
-                            "The body is not a form or a JSON object",
-                            "Request body must be a form or a JSON object",
-                        ),
+                        **BODY_ERRORS,
                         "401": _UNAUTHORIZED,
-                        "403": _error("The user may not transact", "User cannot transact"),
-                        "413": _error(
-                            "The body is over 16384 bytes",
-                            "Request body is larger than 16384 bytes",
-                        ),
-                        "415": _error(
-                            "Unsupported content type",
-                            "Content type must be application/x-www-form-urlencoded, "
-                            "multipart/form-data or application/json",
-                        ),
+                        "403": error_response("The user may not transact", "User cannot transact"),
                         "422": {
                             "description": (
                                 "A field is missing, blank, of the wrong type, out of "
@@ -183,23 +143,18 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                     "summary": "The caller's stamps and vouchers as the workers recorded them",
                     "security": bearer,
                     "responses": {
-                        "200": _json("Loyalty", "The caller's loyalty state"),
+                        "200": json_response_ref("Loyalty", "The caller's loyalty state"),
                         "401": _UNAUTHORIZED,
                         "503": _UNAVAILABLE,
                     },
                 }
             },
-            "/health": {
-                "get": {
-                    "summary": "Liveness (does not touch Redis)",
-                    "responses": {"200": _json("Health", "The process answers")},
-                }
-            },
+            "/health": health_path("Liveness (does not touch Redis)"),
             "/ready": {
                 "get": {
                     "summary": "Readiness: Redis answers PING",
                     "responses": {
-                        "200": _json("Ready", "Redis answers"),
+                        "200": json_response_ref("Ready", "Redis answers"),
                         "503": {
                             "description": "Redis is unreachable",
                             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
@@ -212,17 +167,7 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                     },
                 }
             },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3 document",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
+            "/openapi.json": OPENAPI_PATH,
         },
         "components": {
             "securitySchemes": {
@@ -271,11 +216,6 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                         "transactions": {"type": "integer", "minimum": 0},
                     },
                 },
-                "Health": {
-                    "type": "object",
-                    "required": ["healthy"],
-                    "properties": {"healthy": {"type": "boolean", "enum": [True]}},
-                },
                 "Ready": {
                     "type": "object",
                     "required": ["ready"],
@@ -289,19 +229,7 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                         "error": {"type": "string"},
                     },
                 },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {"error": {"type": "string"}},
-                },
-                "FieldError": {
-                    "type": "object",
-                    "required": ["error", "field"],
-                    "properties": {
-                        "error": {"type": "string"},
-                        "field": {"type": "string"},
-                    },
-                },
+                **COMMON_SCHEMAS,
             },
         },
     }
