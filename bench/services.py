@@ -214,6 +214,20 @@ def drive(targets: list[Target], seconds: float, rounds: int) -> None:
             target.most_sent = max(target.most_sent, sent)
 
 
+def throughput_figures(hello: Target, reused: Target, fresh: Target) -> dict[str, float | int]:
+    """Requests/s of the three targets and the API's ratios to the bare app."""
+    return {
+        "hello_rps": round(hello.rps, 1),
+        "hello_failures": hello.bad,
+        "transactions_rps": round(reused.rps, 1),
+        "transactions_failures": reused.bad,
+        "transactions_fresh_token_rps": round(fresh.rps, 1),
+        "transactions_fresh_token_failures": fresh.bad,
+        "ratio": round(reused.rps / hello.rps, 3) if hello.rps else 0.0,
+        "ratio_fresh_token": round(fresh.rps / hello.rps, 3) if hello.rps else 0.0,
+    }
+
+
 def build_request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
     lines = [f"POST {path} HTTP/1.1", f"Host: {HOST}", f"Content-Length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
@@ -452,20 +466,10 @@ def main() -> int:
         queued = client.xlen("loyalty:transactions")
         procs.stop(hello)
 
-        ratio = reused_t.rps / hello_t.rps if hello_t.rps else 0.0
-        fresh_ratio = fresh_t.rps / hello_t.rps if hello_t.rps else 0.0
         wrapped = fresh_t.most_sent > fresh_per_client
-        figures.update(
-            hello_rps=round(hello_t.rps, 1),
-            hello_failures=hello_t.bad,
-            transactions_rps=round(reused_t.rps, 1),
-            transactions_failures=reused_t.bad,
-            transactions_fresh_token_rps=round(fresh_t.rps, 1),
-            transactions_fresh_token_failures=fresh_t.bad,
-            transactions_queued=queued,
-            ratio=round(ratio, 3),
-            ratio_fresh_token=round(fresh_ratio, 3),
-        )
+        figures.update(throughput_figures(*targets), transactions_queued=queued)
+        ratio = figures["ratio"]
+        fresh_ratio = figures["ratio_fresh_token"]
         print(
             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
             f"gunicorn sync workers: {args.workers}; client processes: {args.clients}; "

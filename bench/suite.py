@@ -464,14 +464,7 @@ def throughput(
     hello_t, reused_t, fresh_t = targets
     dexec("bench-api", "systemctl stop bench-hello", check=False)
     out.update(
-        hello_rps=round(hello_t.rps, 1),
-        hello_failures=hello_t.bad,
-        transactions_rps=round(reused_t.rps, 1),
-        transactions_failures=reused_t.bad,
-        transactions_fresh_token_rps=round(fresh_t.rps, 1),
-        transactions_fresh_token_failures=fresh_t.bad,
-        ratio=round(reused_t.rps / hello_t.rps, 3) if hello_t.rps else 0.0,
-        ratio_fresh_token=round(fresh_t.rps / hello_t.rps, 3) if hello_t.rps else 0.0,
+        services.throughput_figures(*targets),
         http_cpu=cpu.summary(),
         load_average_after_http=load_average(),
         http_command=f"bench/run: services.drive() from this machine to {api}:{API_PORT} "
