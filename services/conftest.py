@@ -424,6 +424,18 @@ def httpie(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     )
 
 
+def assert_refused_at_start_up(
+    result: subprocess.CompletedProcess[str], program: str, variable: str
+) -> None:
+    """Exit code 2 and exactly one line on stderr, naming the variable; no traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"{program}: ")
+    assert variable in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
 class Kit:
     """The helpers above, handed to tests as the ``kit`` fixture.
 
@@ -438,6 +450,7 @@ class Kit:
     auth_env = staticmethod(auth_env)
     transaction_env = staticmethod(transaction_env)
     run_console = staticmethod(run_console)
+    assert_refused_at_start_up = staticmethod(assert_refused_at_start_up)
     wait_until = staticmethod(wait_until)
     make_key_pair = staticmethod(make_key_pair)
     free_port = staticmethod(free_port)

@@ -14,15 +14,6 @@ from auth_api.passwords import hash_password, parse_hash, verify_password
 PASSWORDS_PY = Path(__file__).parents[1] / "src" / "auth_api" / "passwords.py"
 
 
-def _assert_one_line_naming(result: Any, variable: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("auth-api: ")
-    assert variable in lines[0]
-    assert "Traceback" not in result.stderr + result.stdout
-
-
 @pytest.fixture
 def files(tmp_path: Path, jwt_keys: Any, users_file: Path) -> dict[str, Path]:
     plain = tmp_path / "plain.json"
@@ -89,13 +80,13 @@ def test_bad_variable_stops_start_up_with_one_line(
         env[variable] = str(files[value.strip("<>")])
     else:
         env[variable] = value
-    _assert_one_line_naming(kit.run_console("auth-api", env), variable)
+    kit.assert_refused_at_start_up(kit.run_console("auth-api", env), "auth-api", variable)
 
 
 def test_jwt_secret_alone_explains_the_key_pair(kit: Any, users_file: Path) -> None:
     env = kit.service_env(JWT_SECRET="the-old-shared-secret", USERS_FILE=users_file)
     result = kit.run_console("auth-api", env)
-    _assert_one_line_naming(result, "JWT_SECRET")
+    kit.assert_refused_at_start_up(result, "auth-api", "JWT_SECRET")
     assert "Ed25519" in result.stderr
     assert "openssl genpkey -algorithm ed25519" in result.stderr
     assert "JWT_PRIVATE_KEY_FILE" in result.stderr

@@ -8,15 +8,6 @@ from typing import Any
 import pytest
 
 
-def _assert_one_line_naming(result: Any, variable: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("transaction-api: ")
-    assert variable in lines[0]
-    assert "Traceback" not in result.stderr + result.stdout
-
-
 @pytest.fixture
 def files(tmp_path: Path, jwt_keys: Any) -> dict[str, Path]:
     garbage = tmp_path / "garbage.pub"
@@ -64,12 +55,14 @@ def test_bad_variable_stops_start_up_with_one_line(
         env[variable] = str(files[value.strip("<>")])
     else:
         env[variable] = value
-    _assert_one_line_naming(kit.run_console("transaction-api", env), variable)
+    kit.assert_refused_at_start_up(
+        kit.run_console("transaction-api", env), "transaction-api", variable
+    )
 
 
 def test_jwt_secret_alone_explains_the_key_pair(kit: Any) -> None:
     result = kit.run_console("transaction-api", kit.service_env(JWT_SECRET="old-shared-secret"))
-    _assert_one_line_naming(result, "JWT_SECRET")
+    kit.assert_refused_at_start_up(result, "transaction-api", "JWT_SECRET")
     assert "Ed25519" in result.stderr
     assert "openssl pkey -in jwt.key -pubout -out jwt.pub" in result.stderr
     assert "JWT_PUBLIC_KEY_FILE" in result.stderr
