@@ -248,16 +248,12 @@ def worker_command() -> list[str] | None:
     return [sys.executable, "-m", "loyalty_worker"]
 
 
-def worker_throughput(
-    redis_client: Any, procs: Processes, command: list[str], env: dict[str, str],
-    count: int, backlog: int, logs: Path,
-) -> float:  # fmt: skip
-    """Pre-fill the stream, start ``count`` workers, time until all are settled."""
-    from loyalty_common import CONSUMER_GROUP, TRANSACTIONS_STREAM
+def queue_backlog(redis_client: Any, count: int, batch: int = 1000) -> None:
+    """Put ``count`` synthetic transactions of 100 users on the stream, in pipelined batches."""
+    from loyalty_common import TRANSACTIONS_STREAM
 
-    redis_client.flushdb()
     pipe = redis_client.pipeline(transaction=False)
-    for i in range(backlog):
+    for i in range(count):
         user = 1000 + i % 100
         pipe.xadd(
             TRANSACTIONS_STREAM,
@@ -270,9 +266,20 @@ def worker_throughput(
                 "accepted_at": "2026-01-01T00:00:00.000Z",
             },
         )
-        if i % 1000 == 999:
+        if i % batch == batch - 1:
             pipe.execute()
     pipe.execute()
+
+
+def worker_throughput(
+    redis_client: Any, procs: Processes, command: list[str], env: dict[str, str],
+    count: int, backlog: int, logs: Path,
+) -> float:  # fmt: skip
+    """Pre-fill the stream, start ``count`` workers, time until all are settled."""
+    from loyalty_common import CONSUMER_GROUP, TRANSACTIONS_STREAM
+
+    redis_client.flushdb()
+    queue_backlog(redis_client, backlog)
 
     def settled() -> bool:
         try:

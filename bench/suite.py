@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -518,23 +517,7 @@ def throughput(
         time.sleep(1.0)
         with CpuMeter(list(hosts)) as cpu:
             start = time.monotonic()
-            pipe = rc.pipeline(transaction=False)
-            for i in range(backlog):
-                user = 1000 + i % 100
-                pipe.xadd(
-                    "loyalty:transactions",
-                    {
-                        "transaction_id": str(uuid.uuid4()),
-                        "user_id": str(user),
-                        "username": f"user{user}",
-                        "amount": "2000",
-                        "currency": "GBP",
-                        "accepted_at": "2026-01-01T00:00:00.000Z",
-                    },
-                )
-                if i % 500 == 499:
-                    pipe.execute()
-            pipe.execute()
+            services.queue_backlog(rc, backlog, batch=500)
             filled = time.monotonic() - start
 
             def settled() -> bool:
