@@ -32,9 +32,11 @@ from .redis_access import (
     REDIS_ERRORS,
     RedisSettings,
     make_redis,
+    primary_address,
     redis_from_env,
     redis_settings_from_env,
 )
+from .sentinel import DEFAULT_SENTINEL_MASTER, parse_sentinel_master, parse_sentinels
 from .tokens import (
     ALGORITHM,
     DEFAULT_ISSUER,
@@ -53,6 +55,7 @@ __all__ = [
     "DEAD_LETTER_STREAM",
     "DEFAULT_ISSUER",
     "DEFAULT_REDIS_URL",
+    "DEFAULT_SENTINEL_MASTER",
     "EXIT_CONFIG",
     "JWT_SECRET_MESSAGE",
     "REDIS_ERRORS",
@@ -77,6 +80,9 @@ __all__ = [
     "load_private_key",
     "load_public_key",
     "make_redis",
+    "parse_sentinel_master",
+    "parse_sentinels",
+    "primary_address",
     "processed_key",
     "redis_from_env",
     "redis_settings_from_env",

@@ -1,7 +1,15 @@
-"""Redis client construction from REDIS_URL, REDIS_PASSWORD_FILE, REDIS_SOCKET_TIMEOUT."""
+"""Redis client construction from the REDIS_* variables.
+
+Without REDIS_SENTINELS the client talks to REDIS_URL's host and port.  With
+it, the client asks the Sentinels for the current primary of
+REDIS_SENTINEL_MASTER before each new connection (redis-py's
+``Sentinel.master_for``); REDIS_URL then only supplies the scheme, the ACL
+user, the password and the database number.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,15 +17,19 @@ from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from .config import ConfigError, env_file, env_float, env_str
+from .sentinel import DEFAULT_SENTINEL_MASTER, parse_sentinel_master, parse_sentinels
 
 __all__ = [
     "DEFAULT_REDIS_URL",
     "REDIS_ERRORS",
     "RedisSettings",
     "make_redis",
+    "primary_address",
     "redis_from_env",
     "redis_settings_from_env",
 ]
@@ -41,6 +53,10 @@ class RedisSettings:
     url: str = DEFAULT_REDIS_URL
     password: str | None = field(default=None, repr=False)
     socket_timeout: float = 2.0
+    # Empty: REDIS_URL's host and port.  Otherwise the Sentinels to ask.
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str = DEFAULT_SENTINEL_MASTER
+    sentinel_password: str | None = field(default=None, repr=False)
 
 
 def _check_url(url: str) -> None:
@@ -62,22 +78,46 @@ def _check_url(url: str) -> None:
         raise ConfigError("REDIS_URL", f"database must be a number, got {db!r}")
 
 
+def _password_from_file(variable: str, environ: Mapping[str, str] | None) -> str | None:
+    """The first line of the file the variable names; None when it is unset."""
+    path = env_file(variable, required=False, environ=environ)
+    if path is None:
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(variable, f"cannot be read ({error})") from None
+    password = lines[0].strip() if lines else ""
+    if not password:
+        raise ConfigError(variable, f"first line is empty: {path}")
+    return password
+
+
 def redis_settings_from_env(environ: Mapping[str, str] | None = None) -> RedisSettings:
-    """Read and validate REDIS_URL, REDIS_PASSWORD_FILE and REDIS_SOCKET_TIMEOUT."""
+    """Read and validate REDIS_URL, REDIS_PASSWORD_FILE, REDIS_SOCKET_TIMEOUT and,
+    when REDIS_SENTINELS is set, REDIS_SENTINEL_MASTER and REDIS_SENTINEL_PASSWORD_FILE."""
     url = env_str("REDIS_URL", DEFAULT_REDIS_URL, environ=environ)
     _check_url(url)
-    password: str | None = None
-    path = env_file("REDIS_PASSWORD_FILE", required=False, environ=environ)
-    if path is not None:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError("REDIS_PASSWORD_FILE", f"cannot be read ({error})") from None
-        password = lines[0].strip() if lines else ""
-        if not password:
-            raise ConfigError("REDIS_PASSWORD_FILE", f"first line is empty: {path}")
+    password = _password_from_file("REDIS_PASSWORD_FILE", environ)
     timeout = env_float("REDIS_SOCKET_TIMEOUT", 2.0, minimum=0.01, maximum=300, environ=environ)
-    return RedisSettings(url=url, password=password, socket_timeout=timeout)
+    env = os.environ if environ is None else environ
+    sentinels = parse_sentinels(env.get("REDIS_SENTINELS"))
+    if not sentinels:
+        return RedisSettings(url=url, password=password, socket_timeout=timeout)
+    if urlsplit(url).scheme == "unix":
+        raise ConfigError(
+            "REDIS_SENTINELS",
+            "cannot be combined with a unix:// REDIS_URL; use redis:// (its host "
+            "and port are then ignored, the user and database still apply)",
+        )
+    return RedisSettings(
+        url=url,
+        password=password,
+        socket_timeout=timeout,
+        sentinels=sentinels,
+        sentinel_master=parse_sentinel_master(env.get("REDIS_SENTINEL_MASTER")),
+        sentinel_password=_password_from_file("REDIS_SENTINEL_PASSWORD_FILE", environ),
+    )
 
 
 def make_redis(settings: RedisSettings, **overrides: Any) -> redis.Redis:
@@ -99,6 +139,8 @@ def make_redis(settings: RedisSettings, **overrides: Any) -> redis.Redis:
     options.update(overrides)
     if options.get("client_name") is None:
         del options["client_name"]
+    if settings.sentinels:
+        return _sentinel_client(settings, options)
     pool = redis.ConnectionPool.from_url(settings.url, **options)
     if settings.password is not None:
         # The file wins over a password embedded in the URL; from_url lets
@@ -110,3 +152,50 @@ def make_redis(settings: RedisSettings, **overrides: Any) -> redis.Redis:
 def redis_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> redis.Redis:
     """Shorthand for ``make_redis(redis_settings_from_env(environ), **overrides)``."""
     return make_redis(redis_settings_from_env(environ), **overrides)
+
+
+def _sentinel_client(settings: RedisSettings, options: dict[str, Any]) -> redis.Redis:
+    """A client of the primary that the Sentinels name, found again after a failover.
+
+    redis-py asks the Sentinels (``SENTINEL MASTERS``) before every new
+    connection, drops idle connections to a former primary, and turns a
+    READONLY reply (the primary was demoted) into a ConnectionError after
+    closing that connection, so the next attempt finds the new primary.
+    """
+    url_options = parse_url(settings.url)
+    # The Sentinels decide where the primary is; REDIS_URL's address is unused.
+    for name in ("host", "port", "connection_class", "path"):
+        url_options.pop(name, None)
+    if urlsplit(settings.url).scheme == "rediss":
+        url_options["ssl"] = True  # SentinelConnectionPool picks its TLS class
+    url_options.update(options)
+    if settings.password is not None:
+        url_options["password"] = settings.password
+    sentinel = Sentinel(
+        list(settings.sentinels),
+        sentinel_kwargs={
+            "socket_timeout": settings.socket_timeout,
+            "socket_connect_timeout": settings.socket_timeout,
+            "password": settings.sentinel_password,
+            "decode_responses": True,
+            # discover_master already moves on to the next Sentinel; a retry
+            # with back-off on a dead one would only delay the answer.
+            "retry": Retry(NoBackoff(), 0),
+        },
+    )
+    return sentinel.master_for(settings.sentinel_master, **url_options)
+
+
+def primary_address(client: redis.Redis) -> str | None:
+    """``host:port`` of the primary the client last connected to through Sentinel.
+
+    None for a client of a fixed address, or before its first connection.
+    """
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool):
+        return None
+    address = pool.master_address
+    if address is None:
+        return None
+    host, port = address
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

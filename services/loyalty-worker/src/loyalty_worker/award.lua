@@ -17,6 +17,15 @@
 -- {0} when the transaction had been awarded before (the entry is
 -- acknowledged again), {-1, reason} when the user's state cannot be updated
 -- (nothing is written; the caller dead-letters the entry).
+--
+-- Failover (Redis Sentinel promoting a replica) cannot make an award count
+-- twice either.  Redis replicates a script's effects as one MULTI/EXEC
+-- block, so a replica holds all of the award (HSET), the mark (SET) and the
+-- acknowledgement (XACK), or none of them.  If the primary dies before the
+-- block reached the promoted replica, the new primary has the entry still
+-- pending and no mark: it is awarded there once, and the lost award never
+-- existed in the history that survives.  If the block did arrive, the mark
+-- is there and a redelivery is acknowledged without a second award.
 
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])

@@ -27,6 +27,7 @@ from loyalty_common import (
     DEAD_LETTER_STREAM,
     REDIS_ERRORS,
     TRANSACTIONS_STREAM,
+    primary_address,
     processed_key,
     user_key,
 )
@@ -163,6 +164,8 @@ class Worker:
         self._stop_signal: str | None = None
         self._connected = False
         self._ready_sent = False
+        # host:port of the primary Sentinel named last (None without Sentinel).
+        self._primary: str | None = None
         # Reclaiming more often than half the idle time gains nothing: an
         # entry becomes claimable only once it has been idle that long.
         self._maintenance_interval = min(10.0, max(0.05, config.claim_idle_ms / 2000))
@@ -217,7 +220,11 @@ class Worker:
                 # Unreachable, restarting, loading, failed over (READONLY),
                 # or the group vanished with the data (NOGROUP): reconnect
                 # from scratch, which recreates the group and the scripts and
-                # re-reads this consumer's pending entries.
+                # re-reads this consumer's pending entries.  With Sentinel, a
+                # connection refused or a READONLY reply (redis-py turns the
+                # latter into a ConnectionError and drops the connection)
+                # makes the next connection ask the Sentinels for the primary
+                # again, so this same loop follows a failover.
                 self._connected = False
                 failures += 1
                 delay = _delay(failures)
@@ -262,13 +269,25 @@ class Worker:
             if "BUSYGROUP" not in str(error):
                 raise
         self._connected = True
+        primary = primary_address(self._client)
+        where = f" primary={primary}" if primary else ""
         if self._ready_sent:
-            log.info("reconnected to redis")
+            if self._primary is not None and primary != self._primary:
+                # The one line that says a failover happened and was followed;
+                # the loop itself just reconnected like after any outage.
+                log.warning(
+                    "reconnected to redis: following the new primary %s (was %s)",
+                    primary,
+                    self._primary,
+                )
+            else:
+                log.info("reconnected to redis%s", where)
             self._notifier.status("consuming")
         else:
             self._ready_sent = True
-            log.info("ready consumer=%s", self._config.consumer_name)
+            log.info("ready consumer=%s%s", self._config.consumer_name, where)
             self._notifier.ready("consuming")
+        self._primary = primary
         self._next_maintenance = 0.0
         self._recover_own_pending()
 

@@ -27,7 +27,7 @@ from loyalty_common.web import (
 
 from .config import Settings
 from .openapi import openapi_document
-from .store import TransactionQueue
+from .store import ReplicaShortfall, TransactionQueue
 
 __all__ = ["create_app"]
 
@@ -36,6 +36,10 @@ log = logging.getLogger("transaction_api")
 FIELDS = ("amount", "currency", "token")
 CANNOT_TRANSACT = "User cannot transact"
 UNAVAILABLE = "The queue is unavailable; try again shortly"
+NOT_REPLICATED = (
+    "The transaction could not be confirmed on enough Redis replicas; send it "
+    "again with the same Idempotency-Key"
+)
 RETRY_AFTER = "1"
 # RFC 6750 section 3: tells the client to fetch a new token.
 INVALID_TOKEN_HEADERS = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
@@ -198,6 +202,30 @@ def create_app(settings: Settings, store: TransactionQueue) -> bottle.Bottle:
             # XADD either happened or not; the client may retry (with an
             # Idempotency-Key to be sure), and the worker dedupes by id.
             raise _unavailable(error) from None
+        except ReplicaShortfall as error:
+            # The entry is on the primary (a worker will most likely award
+            # it) but could be lost with the primary.  The same key sent
+            # again replays it and waits again, so a 202 always means
+            # "on the primary and on the required replicas".
+            log.warning(
+                "not confirmed: transaction_id=%s user_id=%s replayed=%s "
+                "idempotency_key=%s: %d of %d replicas acknowledged within %d ms; "
+                "answered 503",
+                error.transaction_id,
+                claims.user_id,
+                "true" if error.replayed else "false",
+                "yes" if key is not None else "no",
+                error.acknowledged,
+                error.required,
+                error.timeout_ms,
+            )
+            raise json_error(
+                503,
+                NOT_REPLICATED,
+                {"Retry-After": RETRY_AFTER},
+                replicas_acknowledged=error.acknowledged,
+                replicas_required=error.required,
+            ) from None
         response = bottle.response
         response.status = 202
         response.content_type = JSON_TYPE

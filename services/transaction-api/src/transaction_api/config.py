@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from loyalty_common import (
     DEFAULT_ISSUER,
+    ConfigError,
     RedisSettings,
     TokenVerifier,
     check_jwt_secret,
@@ -30,6 +31,10 @@ class Settings:
     verifier: TokenVerifier
     max_amount: int
     idempotency_ttl: int
+    # WAIT after queueing: replicas that must acknowledge (0: no WAIT) and
+    # how long to wait for them.
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 500
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -40,7 +45,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     key_path = env_file("JWT_PUBLIC_KEY_FILE", environ=environ)
     assert key_path is not None  # required=True
     issuer = env_str("JWT_ISSUER", DEFAULT_ISSUER, environ=environ)
-    return Settings(
+    settings = Settings(
         http=http,
         redis=redis,
         # Clients reuse a token for its 30 s: remember the verified ones.
@@ -54,4 +59,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             maximum=30 * 86400,
             environ=environ,
         ),
+        wait_replicas=env_int("REDIS_WAIT_REPLICAS", 0, minimum=0, maximum=100, environ=environ),
+        # 0 would make WAIT block forever; past a minute the router and
+        # gunicorn have given up on the request long before.
+        wait_timeout_ms=env_int(
+            "REDIS_WAIT_TIMEOUT_MS", 500, minimum=1, maximum=60_000, environ=environ
+        ),
     )
+    if settings.wait_replicas and settings.wait_timeout_ms >= http.timeout * 1000:
+        # gunicorn would kill the worker in the middle of a WAIT.
+        raise ConfigError(
+            "REDIS_WAIT_TIMEOUT_MS",
+            f"must be shorter than GUNICORN_TIMEOUT ({http.timeout} s), "
+            f"got {settings.wait_timeout_ms}",
+        )
+    return settings

@@ -32,6 +32,14 @@ _UNAVAILABLE = error_response(
     "The queue is unavailable; try again shortly",
     headers={"Retry-After": {"schema": {"type": "integer", "example": 1}}},
 )
+_QUEUE_UNAVAILABLE = error_response(
+    "Redis is unreachable (the primary is down or being replaced), or the "
+    "entry is on the primary but fewer replicas than required acknowledged it "
+    "in time (then replicas_acknowledged and replicas_required say how many); "
+    "send the same request again with the same Idempotency-Key",
+    "The queue is unavailable; try again shortly",
+    headers={"Retry-After": {"schema": {"type": "integer", "example": 1}}},
+)
 
 
 def openapi_document(max_amount: int) -> dict[str, Any]:
@@ -90,7 +98,8 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                             "required": False,
                             "description": (
                                 "The same key from the same user within 24 hours "
-                                "returns the first transaction_id and queues nothing"
+                                "returns the first transaction_id and queues nothing "
+                                "(after the same wait for replicas as the first time)"
                             ),
                             "schema": {
                                 "type": "string",
@@ -103,7 +112,10 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                     "requestBody": {"required": True, "content": body_content(transaction)},
                     "responses": {
                         "202": {
-                            "description": "Queued on the Redis stream",
+                            "description": (
+                                "Queued on the Redis stream, and acknowledged by the "
+                                "configured number of replicas when there are any"
+                            ),
                             "headers": {
                                 "Idempotent-Replayed": {
                                     "description": "true when an earlier answer is repeated",
@@ -134,7 +146,7 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                                 }
                             },
                         },
-                        "503": _UNAVAILABLE,
+                        "503": _QUEUE_UNAVAILABLE,
                     },
                 }
             },

@@ -22,7 +22,17 @@ def wsgi_app() -> bottle.Bottle:
     """
     settings = load_settings()
     configure_logging(settings.http.log_level)
-    store = TransactionQueue(make_redis(settings.redis), settings.idempotency_ttl)
+    # A WAIT blocks up to REDIS_WAIT_TIMEOUT_MS before it answers; only the
+    # time beyond that counts as Redis being slow.
+    socket_timeout = settings.redis.socket_timeout
+    if settings.wait_replicas:
+        socket_timeout += settings.wait_timeout_ms / 1000
+    store = TransactionQueue(
+        make_redis(settings.redis, socket_timeout=socket_timeout),
+        settings.idempotency_ttl,
+        wait_replicas=settings.wait_replicas,
+        wait_timeout_ms=settings.wait_timeout_ms,
+    )
     return create_app(settings, store)
 
 
