@@ -3,6 +3,10 @@
 - ``RedisServer`` / ``redis_server`` (per test) / ``shared_redis`` (per run):
   a real redis-server on a free loopback port in a temp directory, which can
   be stopped and started again on the same port.
+- ``RedisHA`` / ``redis_ha`` (per test): a primary, two replicas and three
+  Sentinels (the same redis-server binary with ``--sentinel``) watching it as
+  ``loyalty``, Sentinels protected by a password; ``redis_ha.env()`` gives the
+  REDIS_* variables of a service that finds the primary through them.
 - ``jwt_keys`` / ``other_keys``: Ed25519 key pairs written as PEM files.
 - ``users_file``: alice and bob may transact, charlie may not (DEMO_PASSWORD).
 - ``spawn``: start a console script (``auth-api``, ``transaction-api``) under
@@ -54,6 +58,11 @@ SERVICE_VARIABLES = [
     "REDIS_URL",
     "REDIS_PASSWORD_FILE",
     "REDIS_SOCKET_TIMEOUT",
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_MASTER",
+    "REDIS_SENTINEL_PASSWORD_FILE",
+    "REDIS_WAIT_REPLICAS",
+    "REDIS_WAIT_TIMEOUT_MS",
     "JWT_ISSUER",
     "JWT_SECRET",
     "JWT_PRIVATE_KEY_FILE",
@@ -89,10 +98,13 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server on a free port; stop/kill and start again keep the port."""
 
-    def __init__(self, directory: Path, *, durable: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, durable: bool = False, replicaof: int | None = None
+    ) -> None:
         self.directory = directory
         self.port = free_port()
         self.durable = durable
+        self.replicaof = replicaof
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -105,6 +117,11 @@ class RedisServer:
             if self.durable
             else ["--appendonly", "no"]
         )
+        if self.replicaof is not None:
+            persistence += ["--replicaof", "127.0.0.1", str(self.replicaof)]
+        # Any server may become a primary; the default 5 s pause before a
+        # full sync to a new replica would dominate the tests' time.
+        persistence += ["--repl-diskless-sync-delay", "0"]
         self.process = subprocess.Popen(
             [
                 REDIS_SERVER,
@@ -147,6 +164,170 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
         return False
+
+
+SENTINEL_MASTER = "loyalty"
+SENTINEL_PASSWORD = "sentinel-test-password"
+
+
+class SentinelServer:
+    """One Sentinel (``redis-server sentinel.conf --sentinel``) on a free port."""
+
+    def __init__(self, directory: Path, primary_port: int) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.primary_port = primary_port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "sentinel.conf"  # Sentinel rewrites it: its own copy
+        # Quorum 2 of 3; a primary silent for 1 s is down, so a failover
+        # takes a few seconds instead of the production defaults' minute.
+        config.write_text(
+            f"port {self.port}\n"
+            "bind 127.0.0.1\n"
+            f"dir {self.directory}\n"
+            f"logfile {self.directory / 'sentinel.log'}\n"
+            f"requirepass {SENTINEL_PASSWORD}\n"
+            f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {self.primary_port} 2\n"
+            f"sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n"
+            f"sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
+            f"sentinel parallel-syncs {SENTINEL_MASTER} 2\n",
+            encoding="utf-8",
+        )
+        self.process = subprocess.Popen(
+            [REDIS_SERVER, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = self.client()
+        try:
+            wait_until(lambda: _pings(client), timeout=10)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(
+            port=self.port, password=SENTINEL_PASSWORD, decode_responses=True, socket_timeout=5
+        )
+
+
+class RedisHA:
+    """A primary, two replicas and three Sentinels, all on loopback.
+
+    Two replicas, so that after a failover the new primary still has one and
+    a Transaction API with REDIS_WAIT_REPLICAS=1 can go on answering 202.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.primary = RedisServer(directory / "primary")
+        self.replicas: list[RedisServer] = []
+        self.sentinels: list[SentinelServer] = []
+        self.password_file = directory / "sentinel.password"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.password_file.write_text(SENTINEL_PASSWORD + "\n", encoding="utf-8")
+        self.primary.directory.mkdir(parents=True)
+        self.primary.start()
+        for n in (1, 2):
+            replica = RedisServer(self.directory / f"replica-{n}", replicaof=self.primary.port)
+            replica.directory.mkdir(parents=True)
+            self.replicas.append(replica)
+            replica.start()
+        # Sentinels learn the replicas from the primary's INFO at once only
+        # when they are already attached.
+        for replica in self.replicas:
+            client = replica.client()
+            try:
+                wait_until(
+                    lambda c=client: c.info("replication")["master_link_status"] == "up",
+                    timeout=10,
+                )
+            finally:
+                client.close()
+        # "up" is not yet "acknowledging": the first acknowledgements after a
+        # full sync can take most of a second.  Tests start once both flow.
+        primary = self.primary.client()
+        try:
+            primary.set("ha:warm-up", "1")
+            wait_until(lambda: primary.wait(2, 100) == 2, timeout=10)
+            primary.delete("ha:warm-up")
+        finally:
+            primary.close()
+        for n in (1, 2, 3):
+            sentinel = SentinelServer(self.directory / f"sentinel-{n}", self.primary.port)
+            self.sentinels.append(sentinel)
+            sentinel.start()
+
+    def stop(self) -> None:
+        """Kill everything, stopped (SIGSTOP) processes included."""
+        for process in (*self.sentinels, *self.replicas, self.primary):
+            if process.process is not None and process.process.poll() is None:
+                process.process.send_signal(signal.SIGCONT)
+            process.kill()
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        return [self.primary, *self.replicas]
+
+    # The REDIS_URL to give with env(): port 1, where nothing listens, since
+    # with REDIS_SENTINELS its host and port must not be used.
+    url = "redis://127.0.0.1:1/0"
+
+    def env(self) -> dict[str, str]:
+        """REDIS_SENTINELS and REDIS_SENTINEL_PASSWORD_FILE of a service using these Sentinels."""
+        return {
+            "REDIS_SENTINELS": ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels),
+            "REDIS_SENTINEL_PASSWORD_FILE": str(self.password_file),
+        }
+
+    def primary_port(self) -> int:
+        """The port the Sentinels name as the primary right now."""
+        client = self.sentinels[0].client()
+        try:
+            _host, port = client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
+            return int(port)
+        finally:
+            client.close()
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(server for server in self.servers if server.port == port)
+
+    def wait_until_acquainted(self, timeout: float = 15) -> None:
+        """Each Sentinel knows the two others and both replicas (needed to fail over)."""
+
+        def acquainted() -> bool:
+            for sentinel in self.sentinels:
+                client = sentinel.client()
+                try:
+                    state = client.sentinel_master(SENTINEL_MASTER)
+                finally:
+                    client.close()
+                if state["num-other-sentinels"] < 2 or state["num-slaves"] < 2:
+                    return False
+            return True
+
+        wait_until(acquainted, timeout=timeout, interval=0.1)
+
+
+@pytest.fixture
+def redis_ha(tmp_path: Path) -> Iterator[RedisHA]:
+    """A primary, two replicas and three Sentinels of this test's own."""
+    ha = RedisHA(tmp_path / "redis-ha")
+    try:
+        ha.start()
+        yield ha
+    finally:
+        ha.stop()
 
 
 @pytest.fixture
