@@ -23,10 +23,13 @@ from loyalty_common import (
     env_str,
     idempotency_key,
     make_redis,
+    parse_sentinels,
+    primary_address,
     processed_key,
     redis_settings_from_env,
     user_key,
 )
+from redis.sentinel import SentinelConnectionPool
 
 
 def test_env_helpers_defaults_and_values() -> None:
@@ -168,3 +171,83 @@ def test_other_headers_are_refused_even_with_a_valid_signature(jwt_keys: Any, he
 def test_malformed_tokens_are_refused(jwt_keys: Any, token: str) -> None:
     with pytest.raises(InvalidToken):
         TokenVerifier(jwt_keys.public_key).verify(token)
+
+
+# -- Sentinel ------------------------------------------------------------------
+
+
+def test_sentinel_list_parses_names_ipv4_and_bracketed_ipv6() -> None:
+    assert parse_sentinels(None) == () and parse_sentinels("  ") == ()
+    assert parse_sentinels(" redis-1:26379, 10.0.0.2:26380 ,[fd00::3]:1") == (
+        ("redis-1", 26379),
+        ("10.0.0.2", 26380),
+        ("fd00::3", 1),
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "redis-1",
+        "redis-1:",
+        ":26379",
+        "redis-1:0",
+        "redis-1:65536",
+        "redis-1:+1",
+        "redis-1:2637 9",
+        "fd00::3:26379",
+        "[fd00::3]",
+        "[fd00::3]26379",
+        "[not-an-address]:26379",
+        "redis-1:26379,",
+        "redis-1:26379,redis-1:26379",
+        "user@redis-1:26379",
+        "redis://redis-1:26379",
+    ],
+)
+def test_bad_sentinel_lists_name_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        redis_settings_from_env({"REDIS_SENTINELS": value})
+    assert caught.value.variable == "REDIS_SENTINELS"
+    assert "\n" not in str(caught.value)
+
+
+def test_sentinel_settings_keep_the_url_user_password_and_database(tmp_path: Path) -> None:
+    password_file = tmp_path / "sentinel.password"
+    password_file.write_text("sentinel-secret\n")
+    settings = redis_settings_from_env(
+        {
+            "REDIS_URL": "redis://loyalty:from-url@ignored.example:1/3",
+            "REDIS_SENTINELS": "127.0.0.1:26379,[::1]:26380",
+            "REDIS_SENTINEL_MASTER": "payments",
+            "REDIS_SENTINEL_PASSWORD_FILE": str(password_file),
+        }
+    )
+    assert settings.sentinels == (("127.0.0.1", 26379), ("::1", 26380))
+    assert settings.sentinel_master == "payments"
+    assert "sentinel-secret" not in repr(settings)
+    client = make_redis(settings)  # no I/O: nothing listens on these ports
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool) and pool.service_name == "payments"
+    kwargs = pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("loyalty", "from-url", 3)
+    assert "host" not in kwargs or kwargs["host"] != "ignored.example"
+    sentinel = pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
+    assert sentinel["password"] == "sentinel-secret"
+    assert primary_address(client) is None  # not connected yet
+
+
+def test_sentinels_unset_keeps_the_url_address() -> None:
+    settings = redis_settings_from_env({"REDIS_URL": "redis://127.0.0.1:6390/2"})
+    assert settings.sentinels == () and settings.sentinel_master == "loyalty"
+    client = make_redis(settings)
+    assert client.connection_pool.connection_kwargs["port"] == 6390
+    assert primary_address(client) is None
+
+
+def test_sentinels_refuse_a_unix_socket_url() -> None:
+    with pytest.raises(ConfigError) as caught:
+        redis_settings_from_env(
+            {"REDIS_URL": "unix:///run/redis.sock", "REDIS_SENTINELS": "127.0.0.1:26379"}
+        )
+    assert caught.value.variable == "REDIS_SENTINELS"

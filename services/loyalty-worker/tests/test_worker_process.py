@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -227,6 +228,9 @@ def test_redis_restarted_empty_recreates_the_group(
         ("REDIS_URL", "http://127.0.0.1:6379/0"),
         ("REDIS_SOCKET_TIMEOUT", "never"),
         ("REDIS_PASSWORD_FILE", "/nonexistent/password"),
+        ("REDIS_SENTINELS", "127.0.0.1:26379,[not-v6]:26379"),
+        ("REDIS_SENTINELS", "127.0.0.1:port"),
+        ("REDIS_SENTINEL_PASSWORD_FILE", "/nonexistent/sentinel.password"),
     ],
 )
 def test_bad_variable_stops_with_one_line_and_exit_2(variable: str, value: str) -> None:
@@ -240,38 +244,15 @@ def test_bad_variable_stops_with_one_line_and_exit_2(variable: str, value: str) 
     assert result.stdout == ""
 
 
-# The rules roles/redis gives the services' ACL user (roles/redis/vars/main.yml,
-# __redis_service_acl_commands), copied: keep in step.
-SERVICE_ACL = [
-    "-@all",
-    "+@connection",
-    "+@read",
-    "+@write",
-    "+@keyspace",
-    "+@string",
-    "+@hash",
-    "+@list",
-    "+@set",
-    "+@sortedset",
-    "+@stream",
-    "+@scripting",
-    "+@transaction",
-    "-@admin",
-    "-@dangerous",
-    "+select",
-    "+info",
-    "-script|flush",
-]
-
-
 def test_runs_as_the_restricted_acl_user_with_a_password_file(
+    kit: Any,
     r: redis.Redis,
     redis_server: RedisServerLike,
     start_worker: Callable[..., WorkerProcess],
     tmp_path: Path,
 ) -> None:
     r.execute_command(
-        "ACL", "SETUSER", "loyalty", "reset", "on", ">s3cret", "~loyalty:*", *SERVICE_ACL
+        "ACL", "SETUSER", "loyalty", "reset", "on", ">s3cret", "~loyalty:*", *kit.SERVICE_ACL
     )
     password_file = tmp_path / "redis.password"
     password_file.write_text("s3cret\n")

@@ -9,28 +9,10 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from typing import Any
-
-import jwt
 
 STREAM = "loyalty:transactions"
 BODY = {"amount": 2000, "currency": "GBP"}
-
-
-def bearer(jwt_keys: Any, user_id: int = 1, username: str = "alice") -> dict[str, str]:
-    now = int(time.time())
-    claims = {
-        "user_id": user_id,
-        "username": username,
-        "can_transact": True,
-        "sub": str(user_id),
-        "iat": now,
-        "exp": now + 30,
-        "jti": uuid.uuid4().hex,
-        "iss": "loyalty-auth",
-    }
-    return {"Authorization": f"Bearer {jwt.encode(claims, jwt_keys.private_key, 'EdDSA')}"}
 
 
 def stream_ids(server: Any) -> list[str]:
@@ -43,18 +25,46 @@ def stream_ids(server: Any) -> list[str]:
 
 
 def test_queues_on_the_primary_named_by_the_sentinels(
-    kit: Any, spawn: Any, redis_ha: Any, jwt_keys: Any
+    kit: Any, spawn: Any, redis_ha: Any, jwt_keys: Any, tmp_path: Any
 ) -> None:
-    env = kit.transaction_env(jwt_keys, redis_ha.url, REDIS_WAIT_REPLICAS=2, **redis_ha.env())
+    # The services' restricted ACL user on every server (ACL rules are not
+    # replicated): EVAL and WAIT must be within it, and REDIS_URL's user
+    # and the password file must still apply through Sentinel.
+    for server in redis_ha.servers:
+        client = server.client()
+        client.execute_command(
+            "ACL", "SETUSER", "loyalty", "reset", "on", ">s3cret", "~loyalty:*", *kit.SERVICE_ACL
+        )
+        client.close()
+    password_file = tmp_path / "redis.password"
+    password_file.write_text("s3cret\n")
+    env = kit.transaction_env(
+        jwt_keys,
+        "redis://loyalty@127.0.0.1:1/0",
+        REDIS_PASSWORD_FILE=password_file,
+        REDIS_WAIT_REPLICAS=2,
+        **redis_ha.env(),
+    )
     api = spawn("transaction-api", env)
-    reply = kit.call(api.port, "POST", "/transactions", BODY, bearer(jwt_keys))
+    reply = kit.call(api.port, "POST", "/transactions", BODY, kit.bearer(jwt_keys))
     assert reply.status == 202, reply.body
     transaction_id = reply.json["transaction_id"]
     # WAIT 2 answered: the entry is on the primary and on both replicas.
     for server in redis_ha.servers:
         assert stream_ids(server) == [transaction_id]
+    replay = kit.call(
+        api.port, "POST", "/transactions", BODY, {**kit.bearer(jwt_keys), "Idempotency-Key": "k"}
+    )
+    assert replay.status == 202
+    replay = kit.call(
+        api.port, "POST", "/transactions", BODY, {**kit.bearer(jwt_keys), "Idempotency-Key": "k"}
+    )
+    assert replay.status == 202 and replay.headers["Idempotent-Replayed"] == "true"
     assert kit.call(api.port, "GET", "/ready").status == 200
-    assert f"redis primary is 127.0.0.1:{redis_ha.primary.port}" in api.log()
+    assert kit.call(api.port, "GET", "/loyalty", headers=kit.bearer(jwt_keys)).status == 200
+    log = api.log()
+    assert f"redis primary is 127.0.0.1:{redis_ha.primary.port}" in log
+    assert "NOPERM" not in log and "WARNING" not in log, log
 
 
 def test_replica_shortfall_answers_503_and_the_same_key_then_202_once(
@@ -68,7 +78,7 @@ def test_replica_shortfall_answers_503_and_the_same_key_then_202_once(
         **redis_ha.env(),
     )
     api = spawn("transaction-api", env)
-    headers = {**bearer(jwt_keys), "Idempotency-Key": "order-1"}
+    headers = {**kit.bearer(jwt_keys), "Idempotency-Key": "order-1"}
     stalled = redis_ha.replicas[1].process
     stalled.send_signal(signal.SIGSTOP)  # connected, but acknowledges nothing
     try:

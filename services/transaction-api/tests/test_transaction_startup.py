@@ -43,6 +43,18 @@ def files(tmp_path: Path, jwt_keys: Any) -> dict[str, Path]:
         ("MAX_AMOUNT", "1e6"),
         ("IDEMPOTENCY_TTL_SECONDS", "a day"),
         ("IDEMPOTENCY_TTL_SECONDS", "0"),
+        ("REDIS_SENTINELS", "127.0.0.1"),
+        ("REDIS_SENTINELS", "127.0.0.1:26379,sentinel-2:0"),
+        ("REDIS_SENTINELS", "sentinel-1:65536"),
+        ("REDIS_SENTINELS", "::1:26379"),
+        ("REDIS_SENTINELS", "[::1]:26379,,[::2]:26379"),
+        ("REDIS_SENTINEL_MASTER", "two words"),
+        ("REDIS_SENTINEL_PASSWORD_FILE", "/nonexistent/sentinel.password"),
+        ("REDIS_SENTINEL_PASSWORD_FILE", "<empty_password>"),
+        ("REDIS_WAIT_REPLICAS", "one"),
+        ("REDIS_WAIT_REPLICAS", "-1"),
+        ("REDIS_WAIT_TIMEOUT_MS", "0"),
+        ("REDIS_WAIT_TIMEOUT_MS", "30000"),
     ],
 )
 def test_bad_variable_stops_start_up_with_one_line(

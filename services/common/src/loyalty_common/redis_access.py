@@ -102,6 +102,10 @@ def redis_settings_from_env(environ: Mapping[str, str] | None = None) -> RedisSe
     timeout = env_float("REDIS_SOCKET_TIMEOUT", 2.0, minimum=0.01, maximum=300, environ=environ)
     env = os.environ if environ is None else environ
     sentinels = parse_sentinels(env.get("REDIS_SENTINELS"))
+    # Checked even without REDIS_SENTINELS: a typo there must not hide a bad
+    # value here until the day the Sentinels are switched on.
+    master = parse_sentinel_master(env.get("REDIS_SENTINEL_MASTER"))
+    sentinel_password = _password_from_file("REDIS_SENTINEL_PASSWORD_FILE", environ)
     if not sentinels:
         return RedisSettings(url=url, password=password, socket_timeout=timeout)
     if urlsplit(url).scheme == "unix":
@@ -115,8 +119,8 @@ def redis_settings_from_env(environ: Mapping[str, str] | None = None) -> RedisSe
         password=password,
         socket_timeout=timeout,
         sentinels=sentinels,
-        sentinel_master=parse_sentinel_master(env.get("REDIS_SENTINEL_MASTER")),
-        sentinel_password=_password_from_file("REDIS_SENTINEL_PASSWORD_FILE", environ),
+        sentinel_master=master,
+        sentinel_password=sentinel_password,
     )
 
 

@@ -66,7 +66,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "REDIS_WAIT_TIMEOUT_MS", 500, minimum=1, maximum=60_000, environ=environ
         ),
     )
-    if settings.wait_replicas and settings.wait_timeout_ms >= http.timeout * 1000:
+    if settings.wait_timeout_ms >= http.timeout * 1000:
         # gunicorn would kill the worker in the middle of a WAIT.
         raise ConfigError(
             "REDIS_WAIT_TIMEOUT_MS",
