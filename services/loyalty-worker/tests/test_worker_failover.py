@@ -100,3 +100,63 @@ def test_kill_the_primary_api_and_worker_follow_the_promoted_replica(
         assert api.process.poll() is None and worker.process.poll() is None
     finally:
         worker.cleanup()
+
+
+def test_forced_failover_with_every_replica_waited_for_loses_no_202(
+    kit: Any, spawn: Any, redis_ha: Any, jwt_keys: Any, tmp_path: Path
+) -> None:
+    """SENTINEL FAILOVER while the primary is alive: it is demoted seconds later.
+
+    Until then it still takes writes, and a replica that has not yet been
+    moved to the new primary still acknowledges them; they are discarded when
+    it is demoted.  Waiting for every replica (2 here) refuses those writes,
+    since the promoted replica no longer acknowledges: no 202 is lost.
+    (With fewer, some can be: see docs/interfaces.md.)
+    """
+    redis_ha.wait_until_acquainted()
+    api = spawn(
+        "transaction-api",
+        kit.transaction_env(jwt_keys, redis_ha.url, REDIS_WAIT_REPLICAS=2, **redis_ha.env()),
+    )
+    old = redis_ha.primary
+    worker = WorkerProcess(
+        worker_env(redis_ha.url, WORKER_CONSUMER_NAME="forced", **redis_ha.env()),
+        tmp_path / "worker.log",
+    )
+    try:
+        worker.wait_for(r"ready consumer=forced ")
+        sentinel = redis_ha.sentinels[0].client()
+        try:
+            sentinel.execute_command("SENTINEL", "FAILOVER", "loyalty")
+        finally:
+            sentinel.close()
+        started = time.monotonic()
+        keys: list[str] = []
+        refused = 0
+        # Keep sending through the switch and until the demoted primary has
+        # become a replica of the new one (two replicas acknowledge again).
+        while time.monotonic() - started < 30:
+            key = f"forced-{len(keys)}"
+            refused += post_until_accepted(kit, api.port, jwt_keys, key, started + 30)
+            keys.append(key)
+            if redis_ha.primary_port() != old.port and refused and len(keys) >= 10:
+                break
+            time.sleep(0.05)
+        new_port = redis_ha.primary_port()
+        assert new_port != old.port and refused > 0
+        took = time.monotonic() - started
+        print(f"forced failover: {len(keys)} accepted, {refused} x 503 in {took:.1f} s")
+        worker.wait_for(rf"following the new primary 127\.0\.0\.1:{new_port} ", timeout=20)
+        client = redis_ha.server_on(new_port).client()
+        try:
+            wait_until(lambda: settled(client), timeout=20)
+            ids = {key: client.get(f"loyalty:idempotency:1:{key}") for key in keys}
+            marks = client.keys("loyalty:processed:*")
+            transactions = user_state(client, 1)["transactions"]
+        finally:
+            client.close()
+        assert None not in ids.values() and len(set(ids.values())) == len(keys)
+        assert {m.removeprefix("loyalty:processed:") for m in marks} == set(ids.values())
+        assert transactions == len(keys)
+    finally:
+        worker.cleanup()

@@ -102,6 +102,12 @@ class TransactionQueue:
 
     def _confirm(self, acknowledged: int | None, transaction_id: str, replayed: bool) -> None:
         if acknowledged is not None and acknowledged < self._wait_replicas:
+            # Missing acknowledgements are also what a primary that was just
+            # replaced sees: its replicas follow the new one, yet it accepts
+            # writes until the Sentinels demote it (seconds later), and those
+            # writes are then discarded.  Close the pooled connections so the
+            # client's retry asks the Sentinels again instead of writing to it.
+            self._redis.connection_pool.disconnect()
             raise ReplicaShortfall(
                 transaction_id, replayed, acknowledged, self._wait_replicas, self._wait_timeout_ms
             )
