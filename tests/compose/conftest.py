@@ -1,0 +1,243 @@
+"""One composed platform for the whole session, built from the project's own
+Debian image (nothing can be pulled), three workers, removed at the end.
+
+Environment:
+  COMPOSE_TEST_BASE_IMAGE   base of every image (default loyalty-host:latest)
+  COMPOSE_COMMAND           "docker-compose" or "docker compose" (default:
+                            whichever is installed, v1 first)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = "loyalty-compose-test"
+SUBNET = "172.30.40.0/24"
+WORKERS = 3
+FIGURES = REPO / "build" / "compose-figures.json"
+
+
+def compose_command() -> list[str]:
+    configured = os.environ.get("COMPOSE_COMMAND", "").strip()
+    if configured:
+        return shlex.split(configured)
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return ["docker", "compose"]
+
+
+def project_resources() -> dict[str, list[str]]:
+    """Containers, networks and volumes labelled with the test project."""
+    label = f"label=com.docker.compose.project={PROJECT}"
+    found = {}
+    for kind, command in (
+        ("containers", ["docker", "ps", "-a", "-q", "--filter", label]),
+        ("networks", ["docker", "network", "ls", "-q", "--filter", label]),
+        ("volumes", ["docker", "volume", "ls", "-q", "--filter", label]),
+    ):
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        found[kind] = out.split()
+    return found
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+
+@dataclass
+class Platform:
+    env: dict[str, str]
+    secrets: Path
+    base_url: str = ""
+    password: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 300) -> str:
+        result = subprocess.run(
+            [*compose_command(), "-p", PROJECT, "-f", str(REPO / "compose.yaml"), *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"compose {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        return result.stdout
+
+    def container_ids(self, service: str) -> list[str]:
+        return self.compose("ps", "-q", service).split()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        form: dict[str, str] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        headers = dict(headers or {})
+        if form is not None:
+            data = urllib.parse.urlencode(form).encode()
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        elif json_body is not None:
+            data = json.dumps(json_body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        request = urllib.request.Request(
+            self.base_url + path, data=data, headers=headers, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                status, raw, got = answer.status, answer.read(), answer.headers
+        except urllib.error.HTTPError as error:
+            status, raw, got = error.code, error.read(), error.headers
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        return Response(status, {k.lower(): v for k, v in got.items()}, body, raw)
+
+    def token(self, username: str) -> str:
+        """A token through the router, as the originals' form fields ask;
+        waits out the router's per-client rate limit (429) if it is hit."""
+        for _ in range(30):
+            answer = self.request(
+                "POST",
+                "/authentication/token",
+                form={"username": username, "password": self.password},
+            )
+            if answer.status == 429:
+                time.sleep(float(answer.headers.get("retry-after", "1")))
+                continue
+            assert answer.status == 200, (answer.status, answer.raw)
+            return answer.body["token"]
+        raise AssertionError("the token endpoint kept answering 429")
+
+    def redis(self, *commands: list[str]) -> list[str]:
+        """Run commands with redis-cli in the Redis container as `default`;
+        one output line per reply (replies must be single values)."""
+        script = "".join(" ".join(shlex.quote(part) for part in c) + "\n" for c in commands)
+        (container,) = self.container_ids("redis")
+        result = subprocess.run(
+            [
+                "docker",
+                "exec",
+                "-i",
+                container,
+                "sh",
+                "-c",
+                'REDISCLI_AUTH="$(head -n 1 /run/secrets/redis_admin_password)" '
+                "exec redis-cli --no-auth-warning",
+            ],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return result.stdout.splitlines()
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Platform]:
+    base = os.environ.get("COMPOSE_TEST_BASE_IMAGE", "loyalty-host:latest")
+    if subprocess.run(["docker", "image", "inspect", base], capture_output=True).returncode:
+        pytest.fail(f"the base image {base} is missing; scripts/host-image builds it")
+    secrets = Path(tempfile.mkdtemp(prefix="loyalty-compose-secrets-"))
+    env = dict(
+        os.environ,
+        BASE_IMAGE=base,
+        REDIS_BASE_IMAGE=base,
+        HAPROXY_BASE_IMAGE=base,
+        LOYALTY_COMPOSE_TAG="test",
+        LOYALTY_COMPOSE_SECRETS=str(secrets),
+        LOYALTY_COMPOSE_SUBNET=SUBNET,
+        LOYALTY_COMPOSE_ADDRESS="127.0.0.1",
+        # Empty: Docker picks a free port on 127.0.0.1.
+        LOYALTY_COMPOSE_PORT="",
+        # A killed worker's entries are taken over after 2 s instead of 30 s.
+        WORKER_CLAIM_IDLE_MS="2000",
+    )
+    env.pop("COMPOSE_PROJECT_NAME", None)
+    env.pop("COMPOSE_FILE", None)
+    platform = Platform(env=env, secrets=secrets)
+    platform.compose("down", "-v", "--remove-orphans", "--timeout", "5")
+    try:
+        subprocess.run([str(REPO / "scripts/compose-secrets"), str(secrets)], check=True)
+        platform.password = (secrets / "demo.password").read_text().splitlines()[0]
+        subprocess.run([str(REPO / "scripts/compose-wheelhouse")], check=True, env=env)
+
+        started = time.monotonic()
+        platform.compose("up", "-d", "--build", "--scale", f"loyalty-worker={WORKERS}", timeout=900)
+        up_done = time.monotonic()
+        address = platform.compose("port", "router", "8080").strip()
+        assert address.startswith("127.0.0.1:"), address
+        platform.base_url = f"http://{address}"
+
+        def first_accepted() -> bool:
+            try:
+                token = platform.token("alice")
+                answer = platform.request(
+                    "POST",
+                    "/transactions/transactions",
+                    form={"token": token, "amount": "1", "currency": "GBP"},
+                )
+            except OSError:
+                return False
+            return answer.status == 202
+
+        wait_for("the first 202 through the router", first_accepted, timeout=120, interval=0.1)
+        platform.figures = {
+            "command": "docker-compose up -d --build --scale loyalty-worker=3",
+            "base_image": base,
+            "up_seconds": round(up_done - started, 1),
+            "up_to_first_202_seconds": round(time.monotonic() - started, 1),
+        }
+        FIGURES.parent.mkdir(parents=True, exist_ok=True)
+        FIGURES.write_text(json.dumps(platform.figures, indent=2) + "\n")
+        print(f"\ncompose figures: {platform.figures}")
+        yield platform
+    finally:
+        platform.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
+        shutil.rmtree(secrets, ignore_errors=True)

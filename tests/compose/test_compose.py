@@ -1,0 +1,248 @@
+"""The composed platform through its router: the originals' HTTPie flow,
+JSON errors, a worker killed under load, and `down -v` leaving nothing.
+
+The tests share one platform (conftest.py) and run in file order; the last
+one takes it down.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+
+from conftest import PROJECT, WORKERS, Platform, project_resources, wait_for
+
+
+def loyalty(platform: Platform, token: str) -> dict:
+    answer = platform.request(
+        "GET", "/transactions/loyalty", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert answer.status == 200, (answer.status, answer.raw)
+    return answer.body
+
+
+def stamp_total(state: dict) -> int:
+    """Stamps ever awarded: every voucher took ten (STAMPS_PER_VOUCHER)."""
+    return state["vouchers"] * 10 + state["stamps"]
+
+
+def pending_by_consumer(platform: Platform) -> dict[str, int]:
+    """Entries delivered and not yet acknowledged, per consumer of the group."""
+    lines = platform.redis(["XPENDING", "loyalty:transactions", "loyalty-workers"])
+    if lines[0] == "0":
+        return {}
+    pairs = lines[3:]
+    return {pairs[i]: int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+
+
+def inspect(container: str) -> dict:
+    out = subprocess.run(
+        ["docker", "inspect", container], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)[0]
+
+
+def test_every_container_is_healthy_unprivileged_and_read_only(platform: Platform) -> None:
+    services = ["router", "redis", "auth-api", "transaction-api", "loyalty-worker"]
+    for service in services:
+        ids = platform.container_ids(service)
+        assert len(ids) == (WORKERS if service == "loyalty-worker" else 1), service
+        for container in ids:
+            wait_for(
+                f"{service} to be healthy",
+                lambda c=container: inspect(c)["State"]["Health"]["Status"] == "healthy",
+                timeout=60,
+            )
+            info = inspect(container)
+            assert info["HostConfig"]["ReadonlyRootfs"], service
+            uid = subprocess.run(
+                ["docker", "exec", container, "id", "-u"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            assert uid != "0", f"{service} runs as root"
+
+
+def test_router_published_on_loopback_only(platform: Platform) -> None:
+    (router,) = platform.container_ids("router")
+    bindings = inspect(router)["HostConfig"]["PortBindings"]["8080/tcp"]
+    assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
+    for service in ("redis", "auth-api", "transaction-api", "loyalty-worker"):
+        for container in platform.container_ids(service):
+            assert not inspect(container)["HostConfig"]["PortBindings"], service
+
+
+def test_originals_httpie_flow(platform: Platform) -> None:
+    # 1. A token from the originals' form fields.
+    answer = platform.request(
+        "POST",
+        "/authentication/token",
+        form={"username": "alice", "password": platform.password},
+    )
+    assert answer.status == 200, answer.raw
+    assert answer.body["token_type"] == "Bearer"
+    assert answer.body["expires_in"] == 30
+    token = answer.body["token"]
+    before = loyalty(platform, token)
+
+    # 2. A transaction as the originals' form, then as JSON with the header.
+    form = platform.request(
+        "POST",
+        "/transactions/transactions",
+        form={"token": token, "amount": "2000", "currency": "GBP"},
+    )
+    assert form.status == 202, form.raw
+    assert form.body["status"] == "queued"
+    assert form.body["user_id"] == 1
+    assert form.body["amount"] == 2000
+    assert form.body["currency"] == "GBP"
+    as_json = platform.request(
+        "POST",
+        "/transactions/transactions",
+        json_body={"amount": 2000, "currency": "GBP"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert as_json.status == 202, as_json.raw
+    assert as_json.body["transaction_id"] != form.body["transaction_id"]
+
+    # 3. The workers award both.
+    after = wait_for(
+        "both transactions to be awarded",
+        lambda: (
+            (state := loyalty(platform, token))["transactions"] == before["transactions"] + 2
+            and state
+        ),
+        timeout=20,
+    )
+    assert after["username"] == "alice"
+    assert stamp_total(after) == stamp_total(before) + 2
+
+
+def test_charlie_may_not_transact(platform: Platform) -> None:
+    token = platform.token("charlie")
+    answer = platform.request(
+        "POST",
+        "/transactions/transactions",
+        form={"token": token, "amount": "2000", "currency": "GBP"},
+    )
+    assert answer.status == 403, answer.raw
+    assert answer.body == {"error": "User cannot transact"}
+
+
+def test_bad_input_gets_json_4xx_through_the_router(platform: Platform) -> None:
+    token = platform.token("bob")
+    bearer = {"Authorization": f"Bearer {token}"}
+    cases = {
+        "unknown path": (404, "GET", "/nowhere", {}),
+        "wrong password": (
+            401,
+            "POST",
+            "/authentication/token",
+            {"form": {"username": "alice", "password": "wrong"}},
+        ),
+        "bad token": (
+            401,
+            "POST",
+            "/transactions/transactions",
+            {"form": {"token": "not.a.token", "amount": "1", "currency": "GBP"}},
+        ),
+        "no token": (401, "GET", "/transactions/loyalty", {}),
+        "missing amount": (
+            422,
+            "POST",
+            "/transactions/transactions",
+            {"json_body": {"currency": "GBP"}, "headers": bearer},
+        ),
+        "malformed JSON": (
+            400,
+            "POST",
+            "/transactions/transactions",
+            {"data": b"{not json", "headers": {**bearer, "Content-Type": "application/json"}},
+        ),
+        "body too large": (
+            413,
+            "POST",
+            "/transactions/transactions",
+            {
+                "data": json.dumps({"amount": 1, "currency": "GBP", "x": "a" * 20000}).encode(),
+                "headers": {**bearer, "Content-Type": "application/json"},
+            },
+        ),
+    }
+    for name, (status, method, path, options) in cases.items():
+        answer = platform.request(method, path, **options)
+        assert answer.status == status, (name, answer.status, answer.raw)
+        assert answer.content_type.startswith("application/json"), (name, answer.headers)
+        assert isinstance(answer.body, dict), (name, answer.raw)
+        assert answer.body.get("error"), (name, answer.body)
+    answer = platform.request(
+        "GET", "/transactions/loyalty", headers={"Authorization": "Bearer not.a.token"}
+    )
+    assert answer.headers.get("www-authenticate", "").startswith("Bearer")
+
+
+def test_worker_killed_under_load_awards_each_transaction_once(platform: Platform) -> None:
+    """Send transactions while one of the workers is killed (SIGKILL): every
+    202 is awarded exactly once, nothing stays pending or is dead-lettered."""
+    token = platform.token("bob")
+    bearer = {"Authorization": f"Bearer {token}"}
+    before = loyalty(platform, token)
+    (victim, *_) = platform.container_ids("loyalty-worker")
+    accepted: list[str] = []
+    total = 300
+    started = time.monotonic()
+    victim_consumer = f"{inspect(victim)['Config']['Hostname']}-1"
+    held = None
+    for n in range(total):
+        # Paused while blocked in its read, the victim is still handed new
+        # entries by Redis; killed later, it dies holding them unacknowledged.
+        if n == total // 3:
+            subprocess.run(["docker", "pause", victim], capture_output=True, check=True)
+        if n == 2 * total // 3:
+            subprocess.run(["docker", "kill", victim], capture_output=True, check=True)
+            held = pending_by_consumer(platform).get(victim_consumer, 0)
+        key = str(uuid.uuid4())
+        headers = {**bearer, "Idempotency-Key": key}
+        body = {"amount": 100 + n, "currency": "GBP"}
+        answer = platform.request(
+            "POST", "/transactions/transactions", json_body=body, headers=headers
+        )
+        assert answer.status == 202, (n, answer.status, answer.raw)
+        accepted.append(answer.body["transaction_id"])
+    assert time.monotonic() - started < 25, "sending took longer than a token lives"
+    assert inspect(victim)["State"]["Status"] == "exited"
+    assert len(set(accepted)) == total
+
+    # Entries the killed worker held are taken over by the others once idle
+    # for WORKER_CLAIM_IDLE_MS (2 s here).
+    after = wait_for(
+        "every accepted transaction to be awarded",
+        lambda: (
+            (state := loyalty(platform, token))["transactions"] >= before["transactions"] + total
+            and state
+        ),
+        timeout=60,
+        interval=0.5,
+    )
+    time.sleep(1)  # a duplicate award would show up by now
+    after = loyalty(platform, token)
+    assert after["transactions"] == before["transactions"] + total
+    assert stamp_total(after) == stamp_total(before) + total
+
+    replies = platform.redis(
+        *(["EXISTS", f"loyalty:processed:{tid}"] for tid in accepted),
+        ["XLEN", "loyalty:dead"],
+    )
+    assert replies[:-1] == ["1"] * total
+    assert replies[-1] == "0", "dead letters were written"
+    assert pending_by_consumer(platform) == {}
+    print(f"\nkilled worker held {held} unacknowledged entries; all {total} awarded once")
+
+
+def test_down_removes_every_container_network_and_volume(platform: Platform) -> None:
+    assert any(project_resources().values())
+    platform.compose("down", "-v", "--remove-orphans", "--timeout", "5")
+    assert project_resources() == {"containers": [], "networks": [], "volumes": []}, PROJECT
