@@ -233,6 +233,8 @@ def platform() -> Iterator[Platform]:
             "base_image": base,
             "up_seconds": round(up_done - started, 1),
             "up_to_first_202_seconds": round(time.monotonic() - started, 1),
+            "load_average_1min": round(os.getloadavg()[0], 1),
+            "cpus": os.cpu_count(),
         }
         FIGURES.parent.mkdir(parents=True, exist_ok=True)
         FIGURES.write_text(json.dumps(platform.figures, indent=2) + "\n")
