@@ -1,0 +1,32 @@
+"""Ansible's linear strategy, run through Mitogen when Mitogen is installed.
+
+Mitogen keeps one Python interpreter per host for the whole run instead of
+starting one for every task, which is where most of a converge's time goes
+when nothing needs to change (see the README's performance section).  It only
+takes over the connection types it knows by their short names (``docker``,
+``ssh``, ``local``); any other connection type runs as it would without it.
+Without the ``mitogen`` package (an Ansible set up outside this repository's
+.venv), this is plain ``linear``, so ansible.cfg works everywhere.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = """
+name: mitogen_or_linear
+short_description: linear, through Mitogen when it is installed
+description:
+  - Runs each task on every host before the next, as C(linear) does.
+  - Uses Mitogen's connection multiplexing when the C(mitogen) package can be imported.
+author: Loyalty platform maintainers
+"""
+
+try:
+    import ansible_mitogen.loaders
+    import ansible_mitogen.strategy
+except ImportError:
+    from ansible.plugins.strategy.linear import StrategyModule
+else:
+    _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
+
+    class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: ignore[misc, valid-type]
+        """Linear with Mitogen's connection handling mixed in."""
