@@ -143,11 +143,18 @@ class Platform:
             return answer.body["token"]
         raise AssertionError("the token endpoint kept answering 429")
 
-    def redis(self, *commands: list[str]) -> list[str]:
-        """Run commands with redis-cli in the Redis container as `default`;
-        one output line per reply (replies must be single values)."""
+    def redis(self, *commands: list[str], user: str | None = "default") -> list[str]:
+        """Run commands with redis-cli in the Redis container as `default`,
+        as `loyalty`, or (user=None) without a password; one output line per
+        reply element."""
         script = "".join(" ".join(shlex.quote(part) for part in c) + "\n" for c in commands)
         (container,) = self.container_ids("redis")
+        login = {
+            "default": 'REDISCLI_AUTH="$(head -n 1 /run/secrets/redis_admin_password)" ',
+            "loyalty": 'REDISCLI_AUTH="$(head -n 1 /run/secrets/redis_loyalty_password)" ',
+            None: "",
+        }[user]
+        options = "--user loyalty " if user == "loyalty" else ""
         result = subprocess.run(
             [
                 "docker",
@@ -156,8 +163,7 @@ class Platform:
                 container,
                 "sh",
                 "-c",
-                'REDISCLI_AUTH="$(head -n 1 /run/secrets/redis_admin_password)" '
-                "exec redis-cli --no-auth-warning",
+                f"{login}exec redis-cli --no-auth-warning {options}",
             ],
             input=script,
             capture_output=True,

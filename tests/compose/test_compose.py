@@ -75,6 +75,30 @@ def test_router_published_on_loopback_only(platform: Platform) -> None:
             assert not inspect(container)["HostConfig"]["PortBindings"], service
 
 
+def test_redis_keeps_queued_work_and_requires_passwords(platform: Platform) -> None:
+    assert platform.redis(
+        ["CONFIG", "GET", "appendonly"], ["CONFIG", "GET", "maxmemory-policy"]
+    ) == ["appendonly", "yes", "maxmemory-policy", "noeviction"]
+    assert platform.redis(["PING"], user=None)[0].startswith("NOAUTH")
+    # The services' user: the platform's keys and data commands only.
+    # (redis-cli follows each error reply with an empty line.)
+    replies = [
+        reply
+        for reply in platform.redis(
+            ["PING"],
+            ["EXISTS", "loyalty:transactions"],
+            ["GET", "other:key"],
+            ["CONFIG", "GET", "appendonly"],
+            ["FLUSHALL"],
+            user="loyalty",
+        )
+        if reply
+    ]
+    assert replies[0] == "PONG"
+    assert replies[1] in ("0", "1")
+    assert all(reply.startswith("NOPERM") for reply in replies[2:]), replies
+
+
 def test_originals_httpie_flow(platform: Platform) -> None:
     # 1. A token from the originals' form fields.
     answer = platform.request(
