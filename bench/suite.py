@@ -8,8 +8,9 @@ run, on systemd-booted containers named bench-* on the Docker network
 1. floor: on one fresh host, plain apt-get of every Debian package the roles
    install and plain python3 -m venv + pip install from the same wheelhouse;
 2. the five-host platform (inventory/local's groups): first converge of
-   site.yml on fresh hosts, then second converges (changed must be 0) with
-   the configured settings and with the accelerators tried one at a time;
+   site.yml on fresh hosts with plain linear and, on other fresh hosts, as
+   configured (Mitogen); then second converges (changed must be 0) as
+   configured and with one setting changed at a time;
 3. throughput on that platform, load from this machine: POST /transactions
    on the Transaction API host beside a bare Bottle app on the same host
    under the same gunicorn settings; the workers' rate with 1, 2 and 4
@@ -231,7 +232,7 @@ def write_inventory(
     directory: Path,
     hosts: dict[str, dict[str, Any]],
     secrets: Path,
-    connection: str = "community.docker.docker",
+    connection: str = "docker",
 ) -> Path:
     """inventory/local's groups and group_vars, with bench-* hosts and three bench-only extras."""
     if directory.exists():
@@ -618,12 +619,22 @@ def markdown(f: dict[str, Any]) -> str:
                 setup5,
             )
         )
+    if "first_linear" in prov:
+        first_linear = prov["first_linear"]
+        rows.append(
+            (
+                "First converge of the site, plain linear (no Mitogen)",
+                f"{first_linear['seconds']} s",
+                first_linear["command"],
+                setup5,
+            )
+        )
     for name, second in prov.get("second", {}).items():
         rows.append(
             (
                 f"Second converge, {name}",
                 f"{second['seconds']} s, changed={second['changed']}"
-                + (" (target < 20 s)" if name == "configured" else ""),
+                + (" (target < 20 s)" if name.startswith("configured") else ""),
                 second["command"],
                 setup5,
             )
@@ -715,6 +726,9 @@ def chart(f: dict[str, Any], path: Path) -> None:
         labels.append("floor\n(apt+pip)")
         values.append(f["floor"]["seconds"])
     prov = f.get("provisioning", {})
+    if "first_linear" in prov:
+        labels.append("first\n(linear)")
+        values.append(prov["first_linear"]["seconds"])
     if "first" in prov:
         labels.append("first\nconverge")
         values.append(prov["first"]["seconds"])
@@ -824,32 +838,47 @@ def main() -> int:
             figures["floor"] = floor("bench-floor")
 
         hosts5 = platform_hosts(2)
-        start_hosts({n: h["address"] for n, h in hosts5.items()})
-        inventory = write_inventory(work / "inventory-5", hosts5, secrets)
         prov: dict[str, Any] = {"second": {}}
         figures["provisioning"] = prov
+        # Plain linear (no Mitogen) first, on its own fresh hosts, so that the
+        # configured first converge below is measured beside it in this run.
+        linear = {"ANSIBLE_STRATEGY": "linear"}
+        if "accelerators" not in skip and not over_budget("first converge, plain linear", 300):
+            start_hosts({n: h["address"] for n, h in hosts5.items()})
+            inventory = write_inventory(work / "inventory-5", hosts5, secrets)
+            prov["first_linear"] = converge(
+                inventory, "first-5-linear", work, 900, "platform-5-linear", linear
+            )
+            remove_hosts()
+        start_hosts({n: h["address"] for n, h in hosts5.items()})
+        inventory = write_inventory(work / "inventory-5", hosts5, secrets)
         prov["first"] = converge(inventory, "first-5", work, 900, "platform-5")
         if figures.get("floor"):
             prov["first_to_floor_ratio"] = round(
                 prov["first"]["seconds"] / figures["floor"]["seconds"], 2
             )
-        # ansible.cfg sets pipelining under [ssh_connection] only, which the
-        # docker connection does not read (ansible-config dump: ANSIBLE_PIPELINING
-        # False): ANSIBLE_PIPELINING=true turns it on for every connection.
-        pipe = {"ANSIBLE_PIPELINING": "true"}
+        # "configured" is ansible.cfg as it is: the mitogen_or_linear strategy
+        # (Mitogen), pipelining, the fact cache. Each other row changes one thing.
         variants: dict[str, tuple[Path, dict[str, str]]] = {"configured": (inventory, {})}
         if "accelerators" not in skip:
             api_inv = write_inventory(
                 work / "inventory-5-api", hosts5, secrets, "community.docker.docker_api"
             )
             variants |= {
-                "pipelining on": (inventory, pipe),
-                "pipelining + strategy free": (inventory, pipe | {"ANSIBLE_STRATEGY": "free"}),
-                "pipelining + docker_api connection": (api_inv, pipe),
-                "pipelining, no fact cache": (
+                "linear, no Mitogen": (inventory, linear),
+                "linear, no Mitogen, no pipelining": (
                     inventory,
-                    pipe | {"ANSIBLE_GATHERING": "implicit", "ANSIBLE_CACHE_PLUGIN": "memory"},
+                    linear | {"ANSIBLE_PIPELINING": "false"},
                 ),
+                "strategy free, no Mitogen": (inventory, {"ANSIBLE_STRATEGY": "free"}),
+                "linear, docker_api connection": (api_inv, linear),
+                "configured, no fact cache": (
+                    inventory,
+                    {"ANSIBLE_GATHERING": "implicit", "ANSIBLE_CACHE_PLUGIN": "memory"},
+                ),
+                # Once more at the end: the spread between the two "configured"
+                # rows shows how much the machine's load moved during the rows.
+                "configured, again": (inventory, {}),
             }
         for name, (inv, env) in variants.items():
             if name != "configured" and over_budget(f"second converge {name}", 150):
@@ -873,8 +902,8 @@ def main() -> int:
                 log(f"throughput failed: {error}")
             write_results(figures, args.out)
         figures["scale"] = []
-        # The scale rows run with what measurably helped above: pipelining.
-        scale_env = {"ANSIBLE_PIPELINING": "true"}
+        # The scale rows run as configured (Mitogen, pipelining, fact cache).
+        scale_env: dict[str, str] = {}
         figures["scale_mode"] = args.scale_mode
         counts = [int(x) for x in args.scale.split(",") if x.strip()]
         if args.scale_mode == "fresh":
