@@ -1,0 +1,288 @@
+"""Shared by the platform_ha scenario's tests: addresses, secrets, HTTP, Redis.
+
+Everything here talks only to the scenario's own hosts (172.30.11.0/24,
+reached from the control machine over the Docker network, or inside a host
+through `docker exec`), always with a timeout.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
+SECRETS = REPO / ".secrets"
+FIGURES_FILE = REPO / "build" / "platform_ha-figures.json"
+
+# Inventory of the scenario (molecule.yml, host_vars/, group_vars/).
+ADDRESSES = {
+    "platform_ha-edge-1": "172.30.11.10",
+    "platform_ha-edge-2": "172.30.11.11",
+    "platform_ha-redis-1": "172.30.11.21",
+    "platform_ha-redis-2": "172.30.11.22",
+    "platform_ha-redis-3": "172.30.11.23",
+}
+HOST_BY_ADDRESS = {address: host for host, address in ADDRESSES.items()}
+VIP = "172.30.11.100"
+ROUTER_PORT = 80
+EDGE_HOSTS = ["platform_ha-edge-1", "platform_ha-edge-2"]
+REDIS_HOSTS = ["platform_ha-redis-1", "platform_ha-redis-2", "platform_ha-redis-3"]
+WORKER_HOSTS = ["platform_ha-redis-2", "platform_ha-redis-3"]
+MASTER_NAME = "loyalty"
+
+USERS = {"alice": 1, "bob": 2, "charlie": 3}
+
+# Figures printed at the end of the run (conftest.py).
+FIGURES: dict[str, object] = {}
+# Hosts the tests stopped, so that later tests know which ones are down.
+STOPPED: set[str] = set()
+
+
+def log(message: str) -> None:
+    """One line on the real terminal, also under pytest's capture."""
+    sys.__stdout__.write(f"[platform_ha] {message}\n")
+    sys.__stdout__.flush()
+
+
+def secret(name: str) -> str:
+    return (SECRETS / name).read_text().strip()
+
+
+def demo_password() -> str:
+    return secret("users/demo.password")
+
+
+# --- Docker -------------------------------------------------------------------
+
+
+def docker(*args: str, timeout: float = 60, check: bool = True, stdin: str | None = None):
+    result = subprocess.run(
+        ["docker", *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"docker {' '.join(args)} -> {result.returncode}: {result.stderr.strip()}"
+        )
+    return result
+
+
+def dexec(host: str, *command: str, timeout: float = 60, check: bool = True, stdin=None, env=None):
+    options = ["-i"] if stdin is not None else []
+    for name, value in (env or {}).items():
+        options += ["-e", f"{name}={value}"]
+    return docker("exec", *options, host, *command, timeout=timeout, check=check, stdin=stdin)
+
+
+def running_redis_host() -> str:
+    """A Redis host that is up, to run redis-cli on."""
+    return next(h for h in REDIS_HOSTS if h not in STOPPED)
+
+
+# --- Sentinel and Redis ---------------------------------------------------------
+
+
+def sentinel_cli(*args: str, host: str | None = None, timeout: float = 30) -> str:
+    result = dexec(
+        host or running_redis_host(),
+        "redis-cli",
+        "-p",
+        "26379",
+        "--no-auth-warning",
+        *args,
+        env={"REDISCLI_AUTH": secret("redis/sentinel.password")},
+        timeout=timeout,
+    )
+    return result.stdout.strip()
+
+
+def current_primary() -> str:
+    """Address of the primary as the Sentinels see it."""
+    lines = sentinel_cli("SENTINEL", "get-master-addr-by-name", MASTER_NAME).splitlines()
+    return lines[0]
+
+
+def redis_cli(*args: str, address: str | None = None, timeout: float = 30) -> str:
+    """As administrator, against the current primary (or `address`)."""
+    result = dexec(
+        running_redis_host(),
+        "redis-cli",
+        "-h",
+        address or current_primary(),
+        "--no-auth-warning",
+        *args,
+        env={"REDISCLI_AUTH": secret("redis/admin.password")},
+        timeout=timeout,
+    )
+    return result.stdout.strip()
+
+
+def redis_lines(commands: list[str], timeout: float = 120) -> list[str]:
+    """Many commands (one a line) in one redis-cli run on the primary."""
+    result = dexec(
+        running_redis_host(),
+        "redis-cli",
+        "-h",
+        current_primary(),
+        "--no-auth-warning",
+        env={"REDISCLI_AUTH": secret("redis/admin.password")},
+        stdin="".join(c + "\n" for c in commands),
+        timeout=timeout,
+    )
+    return result.stdout.splitlines()
+
+
+def role_of(address: str) -> str:
+    """`master` or `slave`, from INFO replication of that server."""
+    for line in redis_cli("INFO", "replication", address=address).splitlines():
+        if line.startswith("role:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def loyalty_state(user_id: int) -> dict[str, int]:
+    lines = redis_cli("HGETALL", f"loyalty:user:{user_id}").splitlines()
+    state = dict(zip(lines[0::2], lines[1::2], strict=False))
+    return {k: int(state.get(k, 0) or 0) for k in ("stamps", "vouchers", "transactions")}
+
+
+def group_info() -> dict[str, str]:
+    lines = redis_cli("XINFO", "GROUPS", "loyalty:transactions").splitlines()
+    info = dict(zip(lines[0::2], lines[1::2], strict=False))
+    return info if info.get("name") == "loyalty-workers" else {}
+
+
+def wait_until_drained(timeout: float = 120) -> None:
+    """Until the workers have read and settled everything queued so far."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            info = group_info()
+        except AssertionError as error:
+            info = {"error": str(error)}
+        if info.get("pending") == "0" and info.get("lag") in ("0", None):
+            return
+        assert time.monotonic() < deadline, f"the workers did not catch up: {info}"
+        time.sleep(1)
+
+
+def vip_holder() -> str | None:
+    """The edge host whose interface carries the floating address."""
+    for host in EDGE_HOSTS:
+        if host in STOPPED:
+            continue
+        out = dexec(host, "ip", "-4", "-o", "addr", "show", check=False, timeout=30).stdout
+        if f" {VIP}/" in out:
+            return host
+    return None
+
+
+# --- HTTP through the floating address --------------------------------------------
+
+
+def request(method, path, fields=None, headers=None, timeout: float = 10, conn=None):
+    """One request; returns (status, headers, parsed JSON or text)."""
+    body = urllib.parse.urlencode(fields) if fields is not None else None
+    all_headers = dict(headers or {})
+    if body is not None:
+        all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection(VIP, ROUTER_PORT, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=all_headers)
+        response = conn.getresponse()
+        raw = response.read()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = raw.decode(errors="replace")
+        return response.status, response.headers, data
+    finally:
+        if own:
+            conn.close()
+
+
+class Tokens:
+    """A token per user, reused while younger than `max_age` (the router
+    limits /authentication/token per client address); one thread refreshes,
+    the others keep the old token while it is still valid."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._refreshing: dict[str, threading.Lock] = {}
+        self.refresh_failures = 0
+
+    def _fetch(self, username: str) -> str | None:
+        issued = time.time()
+        try:
+            status, _, data = request(
+                "POST", "/authentication/token", {"username": username, "password": demo_password()}
+            )
+        except (OSError, http.client.HTTPException):
+            status, data = 0, None
+        if status == 200:
+            with self._lock:
+                self._tokens[username] = (data["token"], issued)
+            return data["token"]
+        with self._lock:
+            self.refresh_failures += 1
+        return None
+
+    def get(
+        self, username: str, max_age: float = 10, must_live: float = 26, wait: float = 60
+    ) -> str:
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock:
+                cached = self._tokens.get(username)
+            age = time.time() - cached[1] if cached else float("inf")
+            if age < max_age:
+                return cached[0]
+            refresher = self._refreshing.setdefault(username, threading.Lock())
+            if refresher.acquire(blocking=False):
+                try:
+                    token = self._fetch(username)
+                finally:
+                    refresher.release()
+                if token:
+                    return token
+            if age < must_live:
+                return cached[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no token for {username} within {wait} s")
+            time.sleep(1)
+
+
+TOKENS = Tokens()
+
+
+# --- Ansible, as Molecule runs it ----------------------------------------------
+
+
+def run_playbooks(*playbooks: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """ansible-playbook on the scenario's inventory, results as JSON."""
+    env = dict(os.environ)
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    if ephemeral:
+        env["ANSIBLE_CONFIG"] = str(Path(ephemeral) / "ansible.cfg")
+    env["ANSIBLE_ROLES_PATH"] = str(REPO / "roles")
+    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
+    # Only the timer besides: its one line comes after the JSON document.
+    env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.timer"
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    command = [str(Path(sys.executable).with_name("ansible-playbook"))]
+    if inventory:
+        # The directory: the inventory file plus the linked group_vars/host_vars.
+        command += ["-i", str(Path(inventory).parent)]
+    command += [str(p) for p in playbooks]
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )

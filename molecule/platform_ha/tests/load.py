@@ -1,0 +1,148 @@
+"""A bounded client through the floating address: threads with http.client,
+each transaction with its own Idempotency-Key, re-sent with the same key
+after a 503 or a dropped connection, every attempt recorded with its times."""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from helpers import ROUTER_PORT, TOKENS, VIP, request
+
+CLIENT_TIMEOUT = 10  # seconds for one attempt
+RESEND_DELAY = 0.5  # seconds between two attempts of one transaction
+GIVE_UP_AFTER = 45  # seconds after the first attempt
+
+
+@dataclass
+class Attempt:
+    started: float
+    finished: float
+    status: int  # 0: no HTTP answer
+    error: str = ""
+
+
+@dataclass
+class Transaction:
+    index: int
+    user: str
+    key: str
+    amount: int
+    attempts: list[Attempt] = field(default_factory=list)
+    transaction_id: str = ""
+
+    @property
+    def status(self) -> int:
+        return self.attempts[-1].status if self.attempts else 0
+
+
+class Client:
+    """`threads` threads share a schedule of at most `total` transactions at
+    `rate` per second, started within `max_seconds`, alternating `users`."""
+
+    def __init__(self, users, total: int, rate: float, threads: int, max_seconds: float) -> None:
+        self.users = list(users)
+        self.total = total
+        self.rate = rate
+        self.threads = threads
+        self.max_seconds = max_seconds
+        self.transactions: list[Transaction] = []
+        self._lock = threading.Lock()
+        self._next = 0
+        self._workers: list[threading.Thread] = []
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        for user in self.users:
+            TOKENS.get(user)
+        self.t0 = time.monotonic()
+        for n in range(self.threads):
+            thread = threading.Thread(target=self._run, name=f"client-{n}", daemon=True)
+            thread.start()
+            self._workers.append(thread)
+
+    def join(self) -> None:
+        for thread in self._workers:
+            thread.join(timeout=self.max_seconds + GIVE_UP_AFTER + 2 * CLIENT_TIMEOUT)
+        assert not any(t.is_alive() for t in self._workers), "client threads did not stop"
+
+    def done(self) -> bool:
+        return not any(t.is_alive() for t in self._workers)
+
+    def at(self, seconds: float) -> None:
+        """Sleep until `seconds` after the start (or until the client ended)."""
+        while time.monotonic() - self.t0 < seconds and not self.done():
+            time.sleep(0.05)
+
+    def since_start(self) -> float:
+        return time.monotonic() - self.t0
+
+    def _slot(self) -> int | None:
+        with self._lock:
+            if self._next >= self.total:
+                return None
+            index = self._next
+            self._next += 1
+            return index
+
+    def _run(self) -> None:
+        rng = random.Random()
+        conn = None
+        while True:
+            index = self._slot()
+            if index is None:
+                break
+            due = self.t0 + index / self.rate
+            if due - self.t0 > self.max_seconds:
+                break
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            tx = Transaction(
+                index, self.users[index % len(self.users)], str(uuid.uuid4()), rng.randint(1, 5000)
+            )
+            with self._lock:
+                self.transactions.append(tx)
+            conn = self._send(tx, conn)
+        if conn is not None:
+            conn.close()
+
+    def _send(self, tx: Transaction, conn):
+        first = time.monotonic()
+        while True:
+            started = time.monotonic()
+            try:
+                token = TOKENS.get(tx.user)
+                if conn is None:
+                    conn = http.client.HTTPConnection(VIP, ROUTER_PORT, timeout=CLIENT_TIMEOUT)
+                status, headers, body = request(
+                    "POST",
+                    "/transactions/transactions",
+                    {"amount": str(tx.amount), "currency": "GBP"},
+                    headers={"Authorization": f"Bearer {token}", "Idempotency-Key": tx.key},
+                    conn=conn,
+                )
+                attempt = Attempt(started, time.monotonic(), status)
+                if status == 202:
+                    tx.transaction_id = body["transaction_id"]
+                else:
+                    attempt.error = str(body)[:200]
+                if headers.get("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException, AssertionError) as error:
+                attempt = Attempt(started, time.monotonic(), 0, f"{type(error).__name__}: {error}")
+                if conn is not None:
+                    conn.close()
+                conn = None
+            tx.attempts.append(attempt)
+            # 202 ends it; so does a refusal that a new attempt cannot change.
+            if attempt.status == 202 or (400 <= attempt.status < 500 and attempt.status != 401):
+                return conn
+            if time.monotonic() - first > GIVE_UP_AFTER:
+                return conn
+            time.sleep(RESEND_DELAY)
