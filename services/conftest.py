@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -635,28 +636,15 @@ def assert_refused_at_start_up(
     assert "Traceback" not in result.stderr + result.stdout
 
 
-# The rules roles/redis gives the services' ACL user (roles/redis/vars/main.yml,
-# __redis_service_acl_commands), copied: keep in step.
-SERVICE_ACL = [
-    "-@all",
-    "+@connection",
-    "+@read",
-    "+@write",
-    "+@keyspace",
-    "+@string",
-    "+@hash",
-    "+@list",
-    "+@set",
-    "+@sortedset",
-    "+@stream",
-    "+@scripting",
-    "+@transaction",
-    "-@admin",
-    "-@dangerous",
-    "+select",
-    "+info",
-    "-script|flush",
-]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The rules roles/redis gives the services' ACL user, read from the role so
+# that the tests grant exactly what a deployed Redis grants.
+SERVICE_ACL: list[str] = list(
+    yaml.safe_load((REPO_ROOT / "roles" / "redis" / "vars" / "main.yml").read_text())[
+        "__redis_service_acl_commands"
+    ]
+)
 
 
 class Kit:
