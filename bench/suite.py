@@ -890,7 +890,7 @@ def main() -> int:
         for name, (inv, env) in variants.items():
             if name != "configured" and over_budget(f"second converge {name}", 150):
                 continue
-            label = "second-5-" + re.sub(r"[^a-z_]+", "-", name)
+            label = "second-5-" + re.sub(r"[^a-z_]+", "-", name.lower())
             second = converge(inv, label, work, 600, "platform-5", env)
             if inv != inventory:
                 second["command"] += " (ansible_connection: community.docker.docker_api)"
