@@ -726,24 +726,24 @@ def chart(f: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
     ax = axes[0]
     labels, values = [], []
     if f.get("floor"):
-        labels.append("floor\n(apt+pip)")
+        labels.append("floor (apt+pip)")
         values.append(f["floor"]["seconds"])
     prov = f.get("provisioning", {})
     if "first_linear" in prov:
-        labels.append("first\n(linear)")
+        labels.append("first (linear)")
         values.append(prov["first_linear"]["seconds"])
     if "first" in prov:
-        labels.append("first\nconverge")
+        labels.append("first")
         values.append(prov["first"]["seconds"])
     for name, second in prov.get("second", {}).items():
-        labels.append("2nd:\n" + name.replace(" ", "\n"))
+        labels.append("2nd: " + name)
         values.append(second["seconds"])
     ax.bar(range(len(values)), values, color=["grey"] + ["tab:blue"] * (len(values) - 1))
-    ax.set_xticks(range(len(values)), labels, fontsize=7)
+    ax.set_xticks(range(len(values)), labels, fontsize=7, rotation=40, ha="right")
     ax.axhline(20, color="red", linestyle=":", linewidth=1)
     ax.set_ylabel("seconds")
     ax.set_title("Provisioning, 5 hosts")
