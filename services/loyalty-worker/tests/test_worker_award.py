@@ -33,7 +33,7 @@ def test_voucher_rule_at_its_boundaries(
     assert user_state(r, 11) == {"stamps": 1, "vouchers": 1, "transactions": 11}
     assert user_state(r, 20) == {"stamps": 0, "vouchers": 2, "transactions": 20}
     assert r.hget("loyalty:user:20", "username") == "user20"
-    assert worker.count(r"vouchers_earned=1") == 1 + 1 + 2
+    assert worker.count_once_logged(r"vouchers_earned=1", 1 + 1 + 2) == 1 + 1 + 2
     assert r.xlen(DEAD) == 0
 
 
@@ -65,7 +65,7 @@ def test_same_transaction_twice_in_the_stream_awards_once(
     worker = start_worker()
     wait_until(lambda: settled(r))
     assert user_state(r, 1) == {"stamps": 2, "vouchers": 0, "transactions": 2}
-    assert worker.count(r"duplicate transaction_id=tx-dup ") == 1
+    assert worker.count_once_logged(r"duplicate transaction_id=tx-dup ", 1) == 1
     # The mark remembers which entry awarded it, and expires eventually.
     assert r.exists("loyalty:processed:tx-dup")
     assert 0 < r.ttl("loyalty:processed:tx-dup") <= 30 * 24 * 3600
@@ -86,9 +86,9 @@ def test_entry_left_pending_by_a_crashed_worker_is_awarded_once(
     worker = start_worker(WORKER_CLAIM_IDLE_MS="200")
     wait_until(lambda: settled(r))
     assert user_state(r, 1) == {"stamps": 2, "vouchers": 0, "transactions": 2}
-    assert worker.count(r"reclaimed 2 entries") == 1
-    assert worker.count(r"awarded transaction_id=tx-read-not-settled ") == 1
-    assert worker.count(r"duplicate transaction_id=tx-awarded-not-acked ") == 1
+    assert worker.count_once_logged(r"reclaimed 2 entries", 1) == 1
+    assert worker.count_once_logged(r"awarded transaction_id=tx-read-not-settled ", 1) == 1
+    assert worker.count_once_logged(r"duplicate transaction_id=tx-awarded-not-acked ", 1) == 1
 
 
 def test_restarted_consumer_settles_its_own_pending_entries_at_once(
@@ -102,7 +102,7 @@ def test_restarted_consumer_settles_its_own_pending_entries_at_once(
     worker = start_worker(WORKER_CONSUMER_NAME="worker-1")
     wait_until(lambda: settled(r), timeout=5)
     assert user_state(r, 1)["transactions"] == 1
-    assert worker.count(r"re-reading 1 entries left pending") == 1
+    assert worker.count_once_logged(r"re-reading 1 entries left pending", 1) == 1
 
 
 def test_unparseable_entries_are_dead_lettered_and_do_not_block(
@@ -145,7 +145,7 @@ def test_unparseable_entries_are_dead_lettered_and_do_not_block(
         assert letter[b"deliveries"] == b"1"
         for name, value in bad[reason].items():
             assert letter[name.encode()] == (value if isinstance(value, bytes) else value.encode())
-    assert worker.count(r"WARNING loyalty_worker: dead-lettered ") == len(bad)
+    assert worker.count_once_logged(r"WARNING loyalty_worker: dead-lettered ", len(bad)) == len(bad)
     assert not r.keys("loyalty:processed:b*")
 
 
@@ -162,7 +162,7 @@ def test_entry_delivered_too_often_is_dead_lettered(
     worker = start_worker(WORKER_CLAIM_IDLE_MS="100", WORKER_MAX_DELIVERIES="2")
     wait_until(lambda: settled(r))
     assert user_state(r, 1)["transactions"] == 1
-    assert worker.count(r"awarded transaction_id=tx-at-limit ") == 1
+    assert worker.count_once_logged(r"awarded transaction_id=tx-at-limit ", 1) == 1
     letters = r.xrange(DEAD)
     assert len(letters) == 1
     fields = letters[0][1]

@@ -7,6 +7,7 @@ importable (several conftest modules share that name).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -75,6 +76,18 @@ class WorkerProcess:
 
     def count(self, pattern: str) -> int:
         return len(re.findall(pattern, self.log()))
+
+    def count_once_logged(self, pattern: str, expected: int, timeout: float = 10.0) -> int:
+        """Lines matching ``pattern``, counted once ``expected`` of them are there (or at timeout).
+
+        Redis shows an award as soon as the script ran, a moment before the
+        worker has written its log line about it: a count taken at once can
+        come out short. More lines than expected still show in the result.
+        """
+        # At the timeout the caller's own assertion reports the short count.
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: self.count(pattern) >= expected, timeout=timeout)
+        return self.count(pattern)
 
     def wait_for(self, pattern: str, timeout: float = 10.0) -> None:
         try:
