@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import sys
+from pathlib import Path
 
+# Code shared by the scenarios' tests lives once, in molecule/shared/. Molecule
+# hands pytest only this directory, so put that one on the import path too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+
+from figures import report_figures
 from helpers import FIGURES, FIGURES_FILE
 
 ORDER = [
@@ -36,22 +42,4 @@ ORDER = [
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not FIGURES:
-        return
-    terminalreporter.write_sep("=", "platform figures")
-    for name in ORDER + sorted(set(FIGURES) - set(ORDER)):
-        if name in FIGURES:
-            value = FIGURES[name]
-            if isinstance(value, dict):
-                value = ", ".join(f"{k}={v}" for k, v in value.items())
-            terminalreporter.write_line(f"{name:32} {value}")
-    FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
-    previous = {}
-    if FIGURES_FILE.exists():
-        try:
-            previous = json.loads(FIGURES_FILE.read_text())
-        except ValueError:
-            previous = {}
-    # A partial run (one file of tests) updates only its own figures.
-    FIGURES_FILE.write_text(json.dumps(previous | FIGURES, indent=2, sort_keys=True) + "\n")
-    terminalreporter.write_line(f"(also written to {FIGURES_FILE})")
+    report_figures(terminalreporter, "platform figures", FIGURES, FIGURES_FILE, ORDER, width=32)

@@ -7,15 +7,19 @@ through `docker exec`), always with a timeout.
 
 from __future__ import annotations
 
+import functools
 import http.client
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from pathlib import Path
+
+import http_requests
+import loyalty_redis
+from host_commands import dexec
+from playbook_runs import ansible_environment, ansible_playbook, inventory_directory
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
 SCENARIO = REPO / "molecule" / "platform"
@@ -62,32 +66,7 @@ def admin_password() -> str:
     return (SECRETS / "redis" / "admin.password").read_text().strip()
 
 
-# --- Docker -------------------------------------------------------------------
-
-
-def docker(*args: str, timeout: float = 60, check: bool = True, stdin: str | None = None):
-    result = subprocess.run(
-        ["docker", *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"docker {' '.join(args)} -> {result.returncode}: {result.stderr.strip()}"
-        )
-    return result
-
-
-def dexec(
-    host: str,
-    *command: str,
-    timeout: float = 60,
-    check: bool = True,
-    stdin: str | None = None,
-    env=None,
-):
-    options = ["-i"] if stdin is not None else []
-    for name, value in (env or {}).items():
-        options += ["-e", f"{name}={value}"]
-    return docker("exec", *options, host, *command, timeout=timeout, check=check, stdin=stdin)
+# --- Inside a host (docker and dexec come from host_commands) --------------------
 
 
 def host_python(host: str, code: str, *args: str, timeout: float = 60) -> str:
@@ -124,9 +103,7 @@ def redis_lines(commands: list[str], timeout: float = 120) -> list[str]:
 
 
 def loyalty_state(user_id: int) -> dict[str, int]:
-    lines = redis_cli("HGETALL", f"loyalty:user:{user_id}").splitlines()
-    state = dict(zip(lines[0::2], lines[1::2], strict=False))
-    return {k: int(state.get(k, 0) or 0) for k in ("stamps", "vouchers", "transactions")}
+    return loyalty_redis.loyalty_state(redis_cli, user_id)
 
 
 def pending_count() -> int:
@@ -136,56 +113,20 @@ def pending_count() -> int:
 
 def group_info() -> dict[str, str]:
     """XINFO GROUPS of the stream for the workers' group (name -> value)."""
-    lines = redis_cli("XINFO", "GROUPS", "loyalty:transactions").splitlines()
-    info = dict(zip(lines[0::2], lines[1::2], strict=False))
-    return info if info.get("name") == "loyalty-workers" else {}
+    return loyalty_redis.group_info(redis_cli)
 
 
 def wait_until_drained(timeout: float = 120) -> None:
     """Until the workers have read and settled everything queued so far."""
-    deadline = time.monotonic() + timeout
-    while True:
-        info = group_info()
-        if info.get("pending") == "0" and info.get("lag") in ("0", None):
-            return
-        assert time.monotonic() < deadline, f"the workers did not catch up: {info}"
-        time.sleep(1)
+    loyalty_redis.wait_until_drained(group_info, timeout)
 
 
 # --- HTTP through the router ----------------------------------------------------
 
 
-def request(
-    method: str,
-    path: str,
-    fields: dict | None = None,
-    headers: dict | None = None,
-    host: str = ROUTER,
-    port: int = ROUTER_PORT,
-    timeout: float = 10,
-    conn: http.client.HTTPConnection | None = None,
-):
-    """One request; returns (status, headers, parsed JSON or text)."""
-    body = urllib.parse.urlencode(fields) if fields is not None else None
-    all_headers = dict(headers or {})
-    if body is not None:
-        all_headers["Content-Type"] = "application/x-www-form-urlencoded"
-    own = conn is None
-    if own:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=all_headers)
-        response = conn.getresponse()
-        raw = response.read()
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = raw.decode(errors="replace")
-        # Header names are case-insensitive (HAProxy sends them in lower case).
-        return response.status, response.headers, data
-    finally:
-        if own:
-            conn.close()
+# One request through the router (`host=`, `port=` may name another server);
+# returns (status, headers, parsed JSON or text).
+request = functools.partial(http_requests.request, host=ROUTER, port=ROUTER_PORT)
 
 
 class Tokens:
@@ -335,22 +276,12 @@ def curl_ready_from_edge(timeout: float = 120) -> None:
 
 
 def run_playbook(playbook: Path, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
-    if ephemeral:
-        env["ANSIBLE_CONFIG"] = str(Path(ephemeral) / "ansible.cfg")
-    env["ANSIBLE_ROLES_PATH"] = str(REPO / "roles")
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    if inventory:
-        # The directory: the inventory file plus the linked group_vars/host_vars.
-        inventory = str(Path(inventory).parent)
-    command = [
-        str(Path(sys.executable).with_name("ansible-playbook")),
-        "-i",
-        inventory,
-        str(playbook),
-        *extra,
-    ]
+    command = [ansible_playbook(), "-i", inventory_directory(), str(playbook), *extra]
     return subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        command,
+        env=ansible_environment(REPO),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import http.client
 import random
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 
 from helpers import ROUTER, ROUTER_PORT, TOKENS, log, request
+from load_schedule import ScheduledLoad
 
 CLIENT_TIMEOUT = 15  # seconds; a request not answered by then counts as a hang
 
@@ -40,51 +40,21 @@ def send(conn, user: str, key: str, amount: int, token: str):
     )
 
 
-class Client:
+class Client(ScheduledLoad):
     """`threads` threads share a schedule of `total` requests at `rate` per
-    second (bounded by `max_seconds`), alternating between `users`."""
+    second (bounded by `max_seconds`), alternating between `users`; each
+    request is sent once (a stale kept-alive connection aside)."""
+
+    join_grace = 2 * CLIENT_TIMEOUT
 
     def __init__(self, users, total: int, rate: float, threads: int, max_seconds: float) -> None:
-        self.users = list(users)
-        self.total = total
-        self.rate = rate
-        self.threads = threads
-        self.max_seconds = max_seconds
+        super().__init__(users, total, rate, threads, max_seconds)
         self.outcomes: list[Outcome] = []
-        self._lock = threading.Lock()
-        self._next = 0
-        self._stop = threading.Event()
-        self._workers: list[threading.Thread] = []
-        self.t0 = 0.0
         self.stale_retries = 0
 
-    def start(self) -> None:
+    def _get_tokens(self) -> None:
         for user in self.users:
             TOKENS.get(user)
-        self.t0 = time.monotonic()
-        for n in range(self.threads):
-            thread = threading.Thread(target=self._run, name=f"client-{n}", daemon=True)
-            thread.start()
-            self._workers.append(thread)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self) -> None:
-        for thread in self._workers:
-            thread.join(timeout=self.max_seconds + 2 * CLIENT_TIMEOUT)
-        assert not any(t.is_alive() for t in self._workers), "client threads did not stop"
-
-    def done(self) -> bool:
-        return not any(t.is_alive() for t in self._workers)
-
-    def _slot(self) -> int | None:
-        with self._lock:
-            if self._next >= self.total or self._stop.is_set():
-                return None
-            index = self._next
-            self._next += 1
-            return index
 
     def _run(self) -> None:
         conn = None
@@ -94,7 +64,7 @@ class Client:
             index = self._slot()
             if index is None:
                 break
-            due = self.t0 + index / self.rate
+            due = self._due(index)
             now = time.monotonic()
             if now - self.t0 > self.max_seconds:
                 break
@@ -168,14 +138,6 @@ class Client:
     def _record(self, outcome: Outcome) -> None:
         with self._lock:
             self.outcomes.append(outcome)
-
-    def at(self, seconds: float) -> None:
-        """Sleep until `seconds` after the start (or until the client ended)."""
-        while time.monotonic() - self.t0 < seconds and not self.done():
-            time.sleep(0.05)
-
-    def since_start(self) -> float:
-        return time.monotonic() - self.t0
 
 
 def settle(outcomes: list[Outcome], attempts: int = 5) -> dict[str, int]:

@@ -6,7 +6,8 @@ import json
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
-from helpers import ADDRESSES, ALL_HOSTS, CONTROL_ADDRESS, admin_password, dexec, host_python, log
+from helpers import ADDRESSES, ALL_HOSTS, CONTROL_ADDRESS, admin_password, host_python, log
+from host_commands import dexec
 
 CONTROL = "control"
 API = ["platform-api-1", "platform-api-2"]

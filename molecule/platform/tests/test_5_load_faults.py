@@ -15,7 +15,6 @@ from helpers import (
     FIGURES,
     USERS,
     curl_ready_from_edge,
-    docker,
     log,
     loyalty_state,
     pending_count,
@@ -23,7 +22,9 @@ from helpers import (
     redis_lines,
     wait_until_drained,
 )
+from host_commands import docker
 from load import Client, settle
+from loyalty_redis import processed_marks
 
 TOTAL = 3000  # transactions at most
 RATE = 50  # per second, all threads together
@@ -78,8 +79,7 @@ def wait_until_awarded(ids: list[str], timeout: float = 180) -> int:
     returns how many ids have a mark."""
     deadline = time.monotonic() + timeout
     while True:
-        replies = redis_lines([f"EXISTS loyalty:processed:{i}" for i in ids])
-        marked = sum(1 for r in replies if r.strip() == "1")
+        marked = processed_marks(redis_lines, ids)
         pending = pending_count()
         if (marked == len(ids) and pending == 0) or time.monotonic() > deadline:
             return marked

@@ -20,12 +20,12 @@ from helpers import (
     REPO,
     TOKENS,
     curl_ready_from_edge,
-    dexec,
     log,
     request,
     run_playbook,
     wait_until_drained,
 )
+from host_commands import dexec
 from load import Client
 
 RELEASE = f"upgrade-{uuid.uuid4().hex[:8]}"

@@ -11,14 +11,13 @@ from helpers import (
     TOKENS,
     USERS,
     curl_ready_from_edge,
-    dexec,
-    docker,
     log,
     loyalty_state,
     redis_cli,
     request,
     wait_until_drained,
 )
+from host_commands import dexec, docker
 from test_1_hosts import SERVICES
 
 

@@ -7,15 +7,19 @@ through `docker exec`), always with a timeout.
 
 from __future__ import annotations
 
+import functools
 import http.client
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from pathlib import Path
+
+import http_requests
+import loyalty_redis
+from host_commands import dexec
+from playbook_runs import ansible_environment, ansible_playbook, inventory_directory
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
 SECRETS = REPO / ".secrets"
@@ -57,27 +61,6 @@ def secret(name: str) -> str:
 
 def demo_password() -> str:
     return secret("users/demo.password")
-
-
-# --- Docker -------------------------------------------------------------------
-
-
-def docker(*args: str, timeout: float = 60, check: bool = True, stdin: str | None = None):
-    result = subprocess.run(
-        ["docker", *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"docker {' '.join(args)} -> {result.returncode}: {result.stderr.strip()}"
-        )
-    return result
-
-
-def dexec(host: str, *command: str, timeout: float = 60, check: bool = True, stdin=None, env=None):
-    options = ["-i"] if stdin is not None else []
-    for name, value in (env or {}).items():
-        options += ["-e", f"{name}={value}"]
-    return docker("exec", *options, host, *command, timeout=timeout, check=check, stdin=stdin)
 
 
 def running_redis_host() -> str:
@@ -147,29 +130,17 @@ def role_of(address: str) -> str:
 
 
 def loyalty_state(user_id: int) -> dict[str, int]:
-    lines = redis_cli("HGETALL", f"loyalty:user:{user_id}").splitlines()
-    state = dict(zip(lines[0::2], lines[1::2], strict=False))
-    return {k: int(state.get(k, 0) or 0) for k in ("stamps", "vouchers", "transactions")}
+    return loyalty_redis.loyalty_state(redis_cli, user_id)
 
 
 def group_info() -> dict[str, str]:
-    lines = redis_cli("XINFO", "GROUPS", "loyalty:transactions").splitlines()
-    info = dict(zip(lines[0::2], lines[1::2], strict=False))
-    return info if info.get("name") == "loyalty-workers" else {}
+    return loyalty_redis.group_info(redis_cli)
 
 
 def wait_until_drained(timeout: float = 120) -> None:
-    """Until the workers have read and settled everything queued so far."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            info = group_info()
-        except AssertionError as error:
-            info = {"error": str(error)}
-        if info.get("pending") == "0" and info.get("lag") in ("0", None):
-            return
-        assert time.monotonic() < deadline, f"the workers did not catch up: {info}"
-        time.sleep(1)
+    """Until the workers have read and settled everything queued so far; a
+    failed read (no primary for a moment) is tried again."""
+    loyalty_redis.wait_until_drained(group_info, timeout, retry_errors=True)
 
 
 def vip_holder() -> str | None:
@@ -186,27 +157,9 @@ def vip_holder() -> str | None:
 # --- HTTP through the floating address --------------------------------------------
 
 
-def request(method, path, fields=None, headers=None, timeout: float = 10, conn=None):
-    """One request; returns (status, headers, parsed JSON or text)."""
-    body = urllib.parse.urlencode(fields) if fields is not None else None
-    all_headers = dict(headers or {})
-    if body is not None:
-        all_headers["Content-Type"] = "application/x-www-form-urlencoded"
-    own = conn is None
-    if own:
-        conn = http.client.HTTPConnection(VIP, ROUTER_PORT, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=all_headers)
-        response = conn.getresponse()
-        raw = response.read()
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = raw.decode(errors="replace")
-        return response.status, response.headers, data
-    finally:
-        if own:
-            conn.close()
+# One request through the floating address; returns (status, headers,
+# parsed JSON or text).
+request = functools.partial(http_requests.request, host=VIP, port=ROUTER_PORT)
 
 
 class Tokens:
@@ -269,19 +222,14 @@ TOKENS = Tokens()
 
 def run_playbooks(*playbooks: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """ansible-playbook on the scenario's inventory, results as JSON."""
-    env = dict(os.environ)
-    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
-    if ephemeral:
-        env["ANSIBLE_CONFIG"] = str(Path(ephemeral) / "ansible.cfg")
-    env["ANSIBLE_ROLES_PATH"] = str(REPO / "roles")
+    env = ansible_environment(REPO)
     env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
     # Only the timer besides: its one line comes after the JSON document.
     env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.timer"
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    command = [str(Path(sys.executable).with_name("ansible-playbook"))]
+    inventory = inventory_directory()
+    command = [ansible_playbook()]
     if inventory:
-        # The directory: the inventory file plus the linked group_vars/host_vars.
-        command += ["-i", str(Path(inventory).parent)]
+        command += ["-i", inventory]
     command += [str(p) for p in playbooks]
     return subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=timeout, check=False

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import http.client
 import random
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from helpers import ROUTER_PORT, TOKENS, VIP, request
+from load_schedule import ScheduledLoad
 
 CLIENT_TIMEOUT = 10  # seconds for one attempt
 RESEND_DELAY = 0.5  # seconds between two attempts of one transaction
@@ -40,54 +40,20 @@ class Transaction:
         return self.attempts[-1].status if self.attempts else 0
 
 
-class Client:
+class Client(ScheduledLoad):
     """`threads` threads share a schedule of at most `total` transactions at
-    `rate` per second, started within `max_seconds`, alternating `users`."""
+    `rate` per second, started within `max_seconds`, alternating `users`;
+    each transaction is re-sent until it is accepted or refused for good."""
+
+    join_grace = GIVE_UP_AFTER + 2 * CLIENT_TIMEOUT
 
     def __init__(self, users, total: int, rate: float, threads: int, max_seconds: float) -> None:
-        self.users = list(users)
-        self.total = total
-        self.rate = rate
-        self.threads = threads
-        self.max_seconds = max_seconds
+        super().__init__(users, total, rate, threads, max_seconds)
         self.transactions: list[Transaction] = []
-        self._lock = threading.Lock()
-        self._next = 0
-        self._workers: list[threading.Thread] = []
-        self.t0 = 0.0
 
-    def start(self) -> None:
+    def _get_tokens(self) -> None:
         for user in self.users:
             TOKENS.get(user)
-        self.t0 = time.monotonic()
-        for n in range(self.threads):
-            thread = threading.Thread(target=self._run, name=f"client-{n}", daemon=True)
-            thread.start()
-            self._workers.append(thread)
-
-    def join(self) -> None:
-        for thread in self._workers:
-            thread.join(timeout=self.max_seconds + GIVE_UP_AFTER + 2 * CLIENT_TIMEOUT)
-        assert not any(t.is_alive() for t in self._workers), "client threads did not stop"
-
-    def done(self) -> bool:
-        return not any(t.is_alive() for t in self._workers)
-
-    def at(self, seconds: float) -> None:
-        """Sleep until `seconds` after the start (or until the client ended)."""
-        while time.monotonic() - self.t0 < seconds and not self.done():
-            time.sleep(0.05)
-
-    def since_start(self) -> float:
-        return time.monotonic() - self.t0
-
-    def _slot(self) -> int | None:
-        with self._lock:
-            if self._next >= self.total:
-                return None
-            index = self._next
-            self._next += 1
-            return index
 
     def _run(self) -> None:
         rng = random.Random()
@@ -96,7 +62,7 @@ class Client:
             index = self._slot()
             if index is None:
                 break
-            due = self.t0 + index / self.rate
+            due = self._due(index)
             if due - self.t0 > self.max_seconds:
                 break
             now = time.monotonic()

@@ -14,13 +14,13 @@ from helpers import (
     REDIS_HOSTS,
     VIP,
     WORKER_HOSTS,
-    dexec,
     request,
     role_of,
     secret,
     sentinel_cli,
     vip_holder,
 )
+from host_commands import dexec
 
 SENTINELS = ",".join(f"{ADDRESSES[h]}:26379" for h in REDIS_HOSTS)
 

@@ -22,7 +22,6 @@ from helpers import (
     TOKENS,
     USERS,
     current_primary,
-    docker,
     group_info,
     log,
     loyalty_state,
@@ -30,7 +29,9 @@ from helpers import (
     vip_holder,
     wait_until_drained,
 )
+from host_commands import docker
 from load import Client
+from loyalty_redis import processed_marks
 
 TOTAL = 1200  # transactions at most
 RATE = 20  # per second, all threads together
@@ -67,8 +68,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.2):
 def wait_until_awarded(ids: list[str], timeout: float = 240) -> int:
     deadline = time.monotonic() + timeout
     while True:
-        replies = redis_lines([f"EXISTS loyalty:processed:{i}" for i in ids])
-        marked = sum(1 for r in replies if r.strip() == "1")
+        marked = processed_marks(redis_lines, ids)
         info = group_info()
         if (marked == len(ids) and info.get("pending") == "0") or time.monotonic() > deadline:
             return marked

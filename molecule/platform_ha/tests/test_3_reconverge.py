@@ -15,14 +15,13 @@ from helpers import (
     REPO,
     STOPPED,
     current_primary,
-    dexec,
-    docker,
     log,
     request,
     role_of,
     run_playbooks,
     vip_holder,
 )
+from host_commands import dexec, docker
 
 PLAYBOOKS = [REPO / "playbooks" / "redis.yml", REPO / "playbooks" / "redis_sentinel.yml"]
 
