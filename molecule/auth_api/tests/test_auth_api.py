@@ -2,6 +2,15 @@
 
 import re
 
+from service_host import (
+    assert_code_in_virtualenv,
+    assert_environment_file,
+    assert_exposure_at_most,
+    assert_readable_by_service_only,
+    assert_system_user_without_login,
+    assert_unit_runs_as,
+)
+
 testinfra_hosts = ["auth-api-1"]
 
 
@@ -10,17 +19,13 @@ def test_venv_support_installed(host):
 
 
 def test_system_user_without_login(host):
-    user = host.user("auth-api")
-    assert user.exists
-    assert user.uid < 1000
-    assert user.group == "auth-api"
-    assert user.shell == "/usr/sbin/nologin"
-    assert user.home == "/nonexistent"
+    assert_system_user_without_login(host, "auth-api")
+    assert host.user("auth-api").group == "auth-api"
     assert not host.file("/nonexistent").exists
 
 
 def test_code_installed_in_virtualenv(host):
-    assert host.file("/opt/auth-api/venv/bin/auth-api").is_file
+    assert_code_in_virtualenv(host, "auth-api", "auth-api")
     assert host.file("/opt/auth-api/venv").user == "root"
     pip = host.run(
         "/opt/auth-api/venv/bin/python -m pip list --format=freeze --disable-pip-version-check"
@@ -30,25 +35,23 @@ def test_code_installed_in_virtualenv(host):
 
 
 def test_environment_file(host):
-    env = host.file("/etc/auth-api/auth-api.env")
-    assert env.mode == 0o640
-    assert (env.user, env.group) == ("root", "auth-api")
-    content = env.content_string
-    for line in (
-        'HTTP_PORT="5000"',
-        'TOKEN_TTL_SECONDS="30"',
-        'JWT_ISSUER="loyalty-auth"',
-        'JWT_PRIVATE_KEY_FILE="/etc/auth-api/jwt-ed25519.key"',
-        'USERS_FILE="/etc/auth-api/users.json"',
-    ):
-        assert line in content
+    assert_environment_file(
+        host,
+        "/etc/auth-api/auth-api.env",
+        "auth-api",
+        (
+            'HTTP_PORT="5000"',
+            'TOKEN_TTL_SECONDS="30"',
+            'JWT_ISSUER="loyalty-auth"',
+            'JWT_PRIVATE_KEY_FILE="/etc/auth-api/jwt-ed25519.key"',
+            'USERS_FILE="/etc/auth-api/users.json"',
+        ),
+    )
 
 
 def test_secret_files_readable_by_service_only(host):
     for path in ("/etc/auth-api/jwt-ed25519.key", "/etc/auth-api/users.json"):
-        secret = host.file(path)
-        assert secret.mode == 0o640, path
-        assert (secret.user, secret.group) == ("root", "auth-api"), path
+        assert_readable_by_service_only(host, path, "auth-api")
     assert host.file("/etc/auth-api").mode == 0o750
     assert "BEGIN PRIVATE KEY" in host.file("/etc/auth-api/jwt-ed25519.key").content_string
 
@@ -60,11 +63,7 @@ def test_users_file_holds_hashes_only(host):
 
 
 def test_unit_active_enabled_and_unprivileged(host):
-    service = host.service("auth-api")
-    assert service.is_running
-    assert service.is_enabled
-    main_pid = host.check_output("systemctl show -p MainPID --value auth-api")
-    assert host.check_output(f"ps -o user= -p {main_pid}").strip() == "auth-api"
+    assert_unit_runs_as(host, "auth-api", "auth-api")
 
 
 def test_listens_on_its_port(host):
@@ -72,8 +71,4 @@ def test_listens_on_its_port(host):
 
 
 def test_unit_hardening_exposure(host):
-    report = host.check_output("systemd-analyze security --no-pager auth-api.service")
-    exposure = float(
-        re.search(r"Overall exposure level for auth-api\.service: ([0-9.]+)", report).group(1)
-    )
-    assert exposure <= 4.0, report
+    assert_exposure_at_most(host, "auth-api.service")

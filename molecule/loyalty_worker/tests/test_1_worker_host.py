@@ -1,34 +1,37 @@
 """The worker host: package, user, files, template unit, instances, hardening."""
 
-import re
+from service_host import (
+    assert_code_in_virtualenv,
+    assert_environment_file,
+    assert_exposure_at_most,
+    assert_readable_by_service_only,
+    assert_system_user_without_login,
+)
 
 testinfra_hosts = ["loyalty-worker-molecule-1"]
 
 
 def test_system_user_without_login(host):
-    user = host.user("loyalty-worker")
-    assert user.exists
-    assert user.uid < 1000
-    assert user.shell == "/usr/sbin/nologin"
-    assert user.home == "/nonexistent"
+    assert_system_user_without_login(host, "loyalty-worker")
 
 
 def test_code_installed_in_virtualenv(host):
-    assert host.package("python3-venv").is_installed
-    assert host.file("/opt/loyalty-worker/venv/bin/loyalty-worker").is_file
+    assert_code_in_virtualenv(host, "loyalty-worker", "loyalty-worker")
 
 
 def test_environment_and_password_files(host):
-    env = host.file("/etc/loyalty-worker/loyalty-worker.env")
-    assert env.mode == 0o640
-    assert (env.user, env.group) == ("root", "loyalty-worker")
-    assert 'REDIS_URL="redis://loyalty@172.30.7.11:6379/0"' in env.content_string
-    assert 'REDIS_PASSWORD_FILE="/etc/loyalty-worker/redis.password"' in env.content_string
+    content = assert_environment_file(
+        host,
+        "/etc/loyalty-worker/loyalty-worker.env",
+        "loyalty-worker",
+        (
+            'REDIS_URL="redis://loyalty@172.30.7.11:6379/0"',
+            'REDIS_PASSWORD_FILE="/etc/loyalty-worker/redis.password"',
+        ),
+    )
     # The unit names each consumer; the file must not override it.
-    assert "WORKER_CONSUMER_NAME" not in env.content_string
-    password = host.file("/etc/loyalty-worker/redis.password")
-    assert password.mode == 0o640
-    assert (password.user, password.group) == ("root", "loyalty-worker")
+    assert "WORKER_CONSUMER_NAME" not in content
+    assert_readable_by_service_only(host, "/etc/loyalty-worker/redis.password", "loyalty-worker")
 
 
 def test_template_unit(host):
@@ -53,10 +56,4 @@ def test_two_instances_active_and_enabled(host):
 
 
 def test_unit_hardening_exposure(host):
-    report = host.check_output("systemd-analyze security --no-pager loyalty-worker@1.service")
-    exposure = float(
-        re.search(r"Overall exposure level for loyalty-worker@1\.service: ([0-9.]+)", report).group(
-            1
-        )
-    )
-    assert exposure <= 4.0, report
+    assert_exposure_at_most(host, "loyalty-worker@1.service")
