@@ -96,7 +96,33 @@ def free_port() -> int:
 # --------------------------------------------------------------------- Redis
 
 
-class RedisServer:
+class _RedisProcess:
+    """A redis-server process (a server or a Sentinel) on its own free port."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None
+
+    def client(self) -> redis.Redis:
+        raise NotImplementedError
+
+    def _launch(self, argv: list[str]) -> None:
+        """Start ``argv`` and return once it answers PING."""
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = self.client()
+        try:
+            wait_until(lambda: _pings(client), timeout=10)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """Stop abruptly, as a crash or an OOM kill would."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+class RedisServer(_RedisProcess):
     """One redis-server on a free port; stop/kill and start again keep the port."""
 
     def __init__(
@@ -123,7 +149,7 @@ class RedisServer:
         # Any server may become a primary; the default 5 s pause before a
         # full sync to a new replica would dominate the tests' time.
         persistence += ["--repl-diskless-sync-delay", "0"]
-        self.process = subprocess.Popen(
+        self._launch(
             [
                 REDIS_SERVER,
                 "--port", str(self.port),
@@ -132,27 +158,13 @@ class RedisServer:
                 "--dir", str(self.directory),
                 *persistence,
                 "--logfile", str(self.directory / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            ]
         )  # fmt: skip
-        client = self.client()
-        try:
-            wait_until(lambda: _pings(client), timeout=10)
-        finally:
-            client.close()
 
     def stop(self) -> None:
         """Stop gracefully (SIGTERM), as systemctl stop would."""
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def kill(self) -> None:
-        """Stop abruptly, as a crash or an OOM kill would."""
-        if self.process is not None:
-            self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
 
@@ -171,7 +183,7 @@ SENTINEL_MASTER = "loyalty"
 SENTINEL_PASSWORD = "sentinel-test-password"
 
 
-class SentinelServer:
+class SentinelServer(_RedisProcess):
     """One Sentinel (``redis-server sentinel.conf --sentinel``) on a free port."""
 
     def __init__(self, directory: Path, primary_port: int) -> None:
@@ -197,22 +209,7 @@ class SentinelServer:
             f"sentinel parallel-syncs {SENTINEL_MASTER} 2\n",
             encoding="utf-8",
         )
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, str(config), "--sentinel"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = self.client()
-        try:
-            wait_until(lambda: _pings(client), timeout=10)
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
+        self._launch([REDIS_SERVER, str(config), "--sentinel"])
 
     def client(self) -> redis.Redis:
         return redis.Redis(
