@@ -1,0 +1,35 @@
+# shellcheck shell=bash
+# The one setting that picks the Debian release of the test hosts, the
+# Vagrant docker image, the bench hosts and the compose images:
+#
+#   LOYALTY_DEBIAN_RELEASE=trixie     Debian 13, the default
+#   LOYALTY_DEBIAN_RELEASE=bookworm   Debian 12
+#
+# Each release has its own host image, loyalty-host:<release>
+# (scripts/host-image).
+
+readonly LOYALTY_DEBIAN_RELEASES=(trixie bookworm)
+readonly LOYALTY_DEFAULT_RELEASE=trixie
+
+# Prints the release named by $1, or by LOYALTY_DEBIAN_RELEASE, or the
+# default; exits with a sentence when it is not one the platform supports.
+# Debian's version numbers are accepted as well (13, 12).
+debian_release() {
+    local release="${1:-${LOYALTY_DEBIAN_RELEASE:-$LOYALTY_DEFAULT_RELEASE}}"
+    case "$release" in
+        13) release=trixie ;;
+        12) release=bookworm ;;
+    esac
+    local known
+    for known in "${LOYALTY_DEBIAN_RELEASES[@]}"; do
+        if [[ "$release" == "$known" ]]; then
+            echo "$release"
+            return 0
+        fi
+    done
+    echo "LOYALTY_DEBIAN_RELEASE='$release' is not a supported Debian release; use trixie (13, the default) or bookworm (12)." >&2
+    exit 2
+}
+
+# The test-host image of a release.
+host_image() { echo "loyalty-host:$1"; }
