@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +40,15 @@ ROUTER_PORT = 80
 EDGE_HOSTS = ["platform_ha-edge-1", "platform_ha-edge-2"]
 REDIS_HOSTS = ["platform_ha-redis-1", "platform_ha-redis-2", "platform_ha-redis-3"]
 WORKER_HOSTS = ["platform_ha-redis-2", "platform_ha-redis-3"]
+# The Debian release each host starts with (molecule.yml's images): a mixed
+# fleet, which test_4_migration moves to Debian 13 host by host.
+RELEASES = {
+    "platform_ha-edge-1": "trixie",
+    "platform_ha-edge-2": "bookworm",
+    "platform_ha-redis-1": "bookworm",
+    "platform_ha-redis-2": "trixie",
+    "platform_ha-redis-3": "trixie",
+}
 MASTER_NAME = "loyalty"
 
 USERS = {"alice": 1, "bob": 2, "charlie": 3}
@@ -85,6 +95,14 @@ def sentinel_cli(*args: str, host: str | None = None, timeout: float = 30) -> st
     return result.stdout.strip()
 
 
+def sentinel_view(host: str) -> tuple[str | None, ...]:
+    """What the Sentinel on `host` knows of the primary: its address, the
+    number of replicas, of other Sentinels, and the quorum."""
+    lines = sentinel_cli("SENTINEL", "MASTER", MASTER_NAME, host=host).splitlines()
+    info = dict(zip(lines[0::2], lines[1::2], strict=False))
+    return tuple(info.get(k) for k in ("ip", "num-slaves", "num-other-sentinels", "quorum"))
+
+
 def current_primary() -> str:
     """Address of the primary as the Sentinels see it."""
     lines = sentinel_cli("SENTINEL", "get-master-addr-by-name", MASTER_NAME).splitlines()
@@ -121,11 +139,29 @@ def redis_lines(commands: list[str], timeout: float = 120) -> list[str]:
     return result.stdout.splitlines()
 
 
+def replication_info(address: str) -> dict[str, str]:
+    """INFO replication of that server, as a mapping."""
+    lines = redis_cli("INFO", "replication", address=address).splitlines()
+    return dict(line.strip().split(":", 1) for line in lines if ":" in line)
+
+
 def role_of(address: str) -> str:
     """`master` or `slave`, from INFO replication of that server."""
-    for line in redis_cli("INFO", "replication", address=address).splitlines():
-        if line.startswith("role:"):
-            return line.split(":", 1)[1].strip()
+    return replication_info(address).get("role", "unknown")
+
+
+def synced_replica(address: str) -> bool:
+    """A replica whose link to its primary is up: it loaded the primary's
+    data and follows its stream of writes."""
+    info = replication_info(address)
+    return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
+
+def os_release(host: str) -> str:
+    """VERSION_CODENAME of the host's /etc/os-release."""
+    for line in dexec(host, "cat", "/etc/os-release").stdout.splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            return line.split("=", 1)[1].strip()
     return "unknown"
 
 
@@ -220,8 +256,11 @@ TOKENS = Tokens()
 # --- Ansible, as Molecule runs it ----------------------------------------------
 
 
-def run_playbooks(*playbooks: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """ansible-playbook on the scenario's inventory, results as JSON."""
+def run_playbooks(
+    *playbooks: Path, options: tuple[str, ...] = (), timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """ansible-playbook on the scenario's inventory, results as JSON;
+    `options` go before the playbooks (e.g. --limit, another -i)."""
     env = ansible_environment(REPO)
     env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
     # Only the timer besides: its one line comes after the JSON document.
@@ -230,7 +269,20 @@ def run_playbooks(*playbooks: Path, timeout: float = 600) -> subprocess.Complete
     command = [ansible_playbook()]
     if inventory:
         command += ["-i", inventory]
-    command += [str(p) for p in playbooks]
+    command += [*options, *(str(p) for p in playbooks)]
     return subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def changed_tasks(result) -> list[str]:
+    """Names of the tasks that changed something, from the json callback."""
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    report, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
+    names = []
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            for host, outcome in task["hosts"].items():
+                if outcome.get("changed"):
+                    names.append(f"{host}: {task['task']['name']}")
+    return names

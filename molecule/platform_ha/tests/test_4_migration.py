@@ -1,0 +1,174 @@
+"""The move from Debian 12 to Debian 13, host by host, as docs/debian-13.md
+describes it: each Debian 12 host is replaced by a fresh Debian 13 host with
+the same name and address, and site.yml, limited to that host, provisions
+it. The platform keeps answering through the floating address meanwhile,
+the new Redis host becomes a synced replica of the current primary, the new
+router can take the floating address over, and a last site.yml over the
+whole fleet changes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from helpers import (
+    ADDRESSES,
+    EDGE_HOSTS,
+    FIGURES,
+    REDIS_HOSTS,
+    RELEASES,
+    REPO,
+    TOKENS,
+    changed_tasks,
+    current_primary,
+    log,
+    loyalty_state,
+    os_release,
+    request,
+    run_playbooks,
+    sentinel_view,
+    synced_replica,
+    vip_holder,
+    wait_until_drained,
+)
+from host_commands import dexec, docker
+
+NETWORK = "platform_ha"
+SITE = REPO / "site.yml"
+
+
+def new_trixie_host(host: str) -> None:
+    """Remove the host's container and start a fresh Debian 13 one with the
+    same name and address, booted the way Molecule boots the others."""
+    docker("rm", "--force", host, timeout=120)
+    capabilities = ["SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN"]
+    if host in EDGE_HOSTS:
+        capabilities.append("NET_RAW")
+    options = [
+        "--detach",
+        "--name",
+        host,
+        "--hostname",
+        host,
+        "--network",
+        NETWORK,
+        "--ip",
+        ADDRESSES[host],
+        # Molecule's label, so that its destroy step and scripts/test's
+        # clean-up find the new container too.
+        "--label",
+        "owner=molecule",
+        "--label",
+        "org.loyalty.test-host=true",
+        "--cgroupns=host",
+        "--volume",
+        "/sys/fs/cgroup/systemd:/sys/fs/cgroup/systemd:rw",
+        "--volume",
+        "/sys/fs/cgroup/unified:/sys/fs/cgroup/unified:rw",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "--tmpfs",
+        "/tmp:exec,mode=1777",
+        "--stop-signal",
+        "SIGRTMIN+3",
+    ]
+    for capability in capabilities:
+        options += ["--cap-add", capability]
+    docker("run", *options, "loyalty-host:trixie", "/sbin/init", timeout=120)
+    dexec(host, "systemctl", "is-system-running", "--wait", check=False, timeout=180)
+
+
+def provision(host: str) -> float:
+    """site.yml limited to the new host; seconds it took."""
+    started = time.monotonic()
+    result = run_playbooks(SITE, options=("--limit", host), timeout=900)
+    changed_tasks(result)  # fails the test when the run failed
+    return round(time.monotonic() - started, 1)
+
+
+def transact(username: str = "alice") -> str:
+    token = TOKENS.get(username)
+    status, _, data = request(
+        "POST",
+        "/transactions/transactions",
+        {"amount": "500", "currency": "GBP"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert status == 202, (status, data)
+    return data["transaction_id"]
+
+
+def test_replace_the_debian_12_redis_host_with_a_debian_13_one():
+    host = "platform_ha-redis-1"
+    assert RELEASES[host] == "bookworm"
+    primary = current_primary()
+    assert primary != ADDRESSES[host], "the Debian 12 host is still the primary"
+    new_trixie_host(host)
+    seconds = provision(host)
+    FIGURES["migration_redis_provision_s"] = seconds
+    assert os_release(host) == "trixie"
+    deadline = time.monotonic() + 60
+    while not synced_replica(ADDRESSES[host]):
+        assert time.monotonic() < deadline, f"{host} is not a synced replica of {primary}"
+        time.sleep(1)
+    assert current_primary() == primary
+    # Every Sentinel, the new one included, sees two replicas and two peers.
+    deadline = time.monotonic() + 60
+    while True:
+        views = {h: sentinel_view(h) for h in REDIS_HOSTS}
+        if all(view == (primary, "2", "2", "2") for view in views.values()):
+            break
+        assert time.monotonic() < deadline, f"Sentinels' views: {views}"
+        time.sleep(2)
+    # The data the old host held reached the new one from the primary.
+    transaction_id = transact()
+    wait_until_drained()
+    log(f"{host} on Debian 13 in {seconds} s; transaction {transaction_id} awarded")
+
+
+def test_replace_the_debian_12_router_host_with_a_debian_13_one():
+    host = "platform_ha-edge-2"
+    other = "platform_ha-edge-1"
+    assert RELEASES[host] == "bookworm"
+    before = loyalty_state(1)["transactions"]
+    # The floating address leaves the host before it goes (it holds it since
+    # the router failover): keepalived stopped there moves it in a second.
+    if vip_holder() == host:
+        dexec(host, "systemctl", "stop", "keepalived")
+        deadline = time.monotonic() + 30
+        while vip_holder() != other:
+            assert time.monotonic() < deadline, "the floating address did not move"
+            time.sleep(0.5)
+    new_trixie_host(host)
+    transact()  # served by the other router and its APIs meanwhile
+    seconds = provision(host)
+    FIGURES["migration_router_provision_s"] = seconds
+    assert os_release(host) == "trixie"
+    assert vip_holder() == other, "the new router took the address on its first start"
+    # The new router takes over when the other one's keepalived stops.
+    dexec(other, "systemctl", "stop", "keepalived")
+    try:
+        deadline = time.monotonic() + 30
+        while vip_holder() != host:
+            assert time.monotonic() < deadline, "the new router did not take the address"
+            time.sleep(0.5)
+        transact()
+        status, _, _ = request("GET", "/authentication/health")
+        assert status == 200
+    finally:
+        dexec(other, "systemctl", "start", "keepalived")
+    wait_until_drained()
+    assert loyalty_state(1)["transactions"] == before + 2
+
+
+def test_the_whole_fleet_runs_debian_13_and_site_yml_changes_nothing():
+    releases = {host: os_release(host) for host in ADDRESSES}
+    FIGURES["releases_after_migration"] = releases
+    assert set(releases.values()) == {"trixie"}, releases
+    started = time.monotonic()
+    result = run_playbooks(SITE, timeout=900)
+    changed = changed_tasks(result)
+    FIGURES["site_after_migration_s"] = round(time.monotonic() - started, 1)
+    assert changed == [], json.dumps(changed)
