@@ -35,6 +35,12 @@ def test_nftables_enabled_and_rules_loaded(host):
     assert "6379" in rules
 
 
+def test_rules_check_prints_nothing(host):
+    check = host.run("nft -c -f /etc/nftables.conf")
+    assert check.rc == 0
+    assert (check.stdout + check.stderr).strip() == ""
+
+
 def test_client_reaches_redis(client):
     assert reaches(client, REDIS, 6379)
 

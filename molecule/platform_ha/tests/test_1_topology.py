@@ -169,6 +169,16 @@ def test_floating_address_is_on_the_first_router_and_answers():
         assert state == "active"
 
 
+def test_keepalived_check_prints_no_warning_on_either_release():
+    for host in EDGE_HOSTS:
+        config = "/etc/keepalived/keepalived.conf"
+        check = dexec(host, "keepalived", "-t", "-f", config, check=False)
+        assert check.returncode == 0, (host, check.stderr)
+        assert (check.stdout + check.stderr).strip() == "", (host, check.stdout, check.stderr)
+        log = dexec(host, "journalctl", "-u", "keepalived", "-b", "--no-pager", "-o", "cat").stdout
+        assert "deprecat" not in log.lower() and "warning" not in log.lower(), (host, log)
+
+
 def test_exposure_of_the_new_units():
     scores = {}
     for host, unit in (

@@ -59,6 +59,14 @@ def test_haproxy_installed_and_running(host):
     assert sandbox == "ProtectSystem=strict"
 
 
+def test_configuration_check_prints_no_warning(host):
+    # HAProxy 2.6 (Debian 12) says the file is valid; 3.0 (Debian 13) says nothing.
+    check = host.run("haproxy -c -f /etc/haproxy/haproxy.cfg")
+    assert check.rc == 0
+    output = (check.stdout + check.stderr).strip()
+    assert output in ("", "Configuration file is valid"), output
+
+
 def test_authentication_prefix_is_removed(host):
     status, _, body = request(host, f"{ROUTER}/authentication/health")
     assert status == 200
