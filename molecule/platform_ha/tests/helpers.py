@@ -275,14 +275,23 @@ def run_playbooks(
     )
 
 
-def changed_tasks(result) -> list[str]:
-    """Names of the tasks that changed something, from the json callback."""
-    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+def play_outcome(result) -> tuple[list[str], dict[str, list[str]]]:
+    """From the json callback: "host: task" of every task that changed
+    something, and the messages of the failed tasks by host."""
     report, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
-    names = []
+    changed: list[str] = []
+    failures: dict[str, list[str]] = {}
     for play in report["plays"]:
         for task in play["tasks"]:
             for host, outcome in task["hosts"].items():
                 if outcome.get("changed"):
-                    names.append(f"{host}: {task['task']['name']}")
-    return names
+                    changed.append(f"{host}: {task['task']['name']}")
+                if outcome.get("failed"):
+                    failures.setdefault(host, []).append(str(outcome.get("msg", "")))
+    return changed, failures
+
+
+def changed_tasks(result) -> list[str]:
+    """Tasks that changed something in a run that must have succeeded."""
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    return play_outcome(result)[0]
