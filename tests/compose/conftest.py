@@ -2,7 +2,10 @@
 Debian image (nothing can be pulled), three workers, removed at the end.
 
 Environment:
-  COMPOSE_TEST_BASE_IMAGE   base of every image (default loyalty-host:latest)
+  LOYALTY_DEBIAN_RELEASE    trixie (Debian 13, the default) or bookworm
+                            (Debian 12): the wheelhouse's Python and the base
+  COMPOSE_TEST_BASE_IMAGE   base of every image (default
+                            loyalty-host:<release>, from scripts/host-image)
   COMPOSE_COMMAND           "docker-compose" or "docker compose" (default:
                             whichever is installed, v1 first)
 """
@@ -40,6 +43,26 @@ def compose_command() -> list[str]:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
     return ["docker", "compose"]
+
+
+def default_base_image() -> str:
+    """The host image of the release setting, named by the same shell
+    functions as every other script's (an unknown release fails there)."""
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'source "$1/scripts/lib/debian-release.sh" && host_image "$(debian_release)"',
+            "bash",
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode:
+        pytest.fail(result.stderr.strip())
+    return result.stdout.strip()
 
 
 def project_resources() -> dict[str, list[str]]:
@@ -187,7 +210,7 @@ def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: 
 
 @pytest.fixture(scope="session")
 def platform() -> Iterator[Platform]:
-    base = os.environ.get("COMPOSE_TEST_BASE_IMAGE", "loyalty-host:latest")
+    base = os.environ.get("COMPOSE_TEST_BASE_IMAGE") or default_base_image()
     if subprocess.run(["docker", "image", "inspect", base], capture_output=True).returncode:
         pytest.fail(f"the base image {base} is missing; scripts/host-image builds it")
     secrets = Path(tempfile.mkdtemp(prefix="loyalty-compose-secrets-"))
