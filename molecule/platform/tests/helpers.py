@@ -36,7 +36,6 @@ ADDRESSES = {
     "platform-worker-2": "172.30.10.22",
     "platform-outsider": "172.30.10.30",
 }
-CONTROL_ADDRESS = "172.30.10.1"  # the network's gateway: the control machine
 ROUTER = ADDRESSES["platform-edge"]
 ROUTER_PORT = 80
 API_HOSTS = ["platform-api-1", "platform-api-2"]
