@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 import pytest
 from loyalty_common import (
+    REQUIRED_CLAIMS,
     ConfigError,
     InvalidToken,
     TokenVerifier,
@@ -165,6 +166,54 @@ def test_other_headers_are_refused_even_with_a_valid_signature(jwt_keys: Any, he
     token = f"{signing_input}.{b64(jwt_keys.private_key.sign(signing_input.encode()))}"
     with pytest.raises(InvalidToken):
         TokenVerifier(jwt_keys.public_key).verify(token)
+
+
+def test_tokens_are_decoded_by_pyjwt_once_while_cached(
+    jwt_keys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, Any]] = []
+    decode = jwt.decode
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", spy)
+    verifier = TokenVerifier(jwt_keys.public_key, "loyalty-auth", cache_size=8)
+    token = jwt.encode(_claims(), jwt_keys.private_key, algorithm="EdDSA")
+    assert verifier.verify(token) is verifier.verify(token)
+    assert len(calls) == 1
+    assert calls[0]["algorithms"] == ["EdDSA"]
+    assert calls[0]["issuer"] == "loyalty-auth"
+    assert set(calls[0]["options"]["require"]) == set(REQUIRED_CLAIMS)
+
+
+@pytest.mark.parametrize(
+    ("change", "accepted"),
+    [
+        ({"exp": str(int(time.time()) + 30)}, False),  # PyJWT alone would take int("...")
+        ({"iat": True}, False),
+        ({"nbf": "0"}, False),
+        ({"aud": "someone"}, True),  # never checked: the Auth API writes none
+    ],
+)
+def test_claim_types_are_checked_as_before(
+    jwt_keys: Any, change: dict[str, Any], accepted: bool
+) -> None:
+    token = jwt.encode(_claims(**change), jwt_keys.private_key, algorithm="EdDSA")
+    verifier = TokenVerifier(jwt_keys.public_key)
+    if accepted:
+        assert verifier.verify(token).user_id == 1
+    else:
+        with pytest.raises(InvalidToken):
+            verifier.verify(token)
+
+
+def test_padded_token_is_refused(jwt_keys: Any) -> None:
+    token = jwt.encode(_claims(), jwt_keys.private_key, algorithm="EdDSA")
+    assert len(token.rsplit(".", 1)[1]) % 4 == 2  # a 64-byte signature
+    with pytest.raises(InvalidToken):
+        TokenVerifier(jwt_keys.public_key).verify(token + "==")
 
 
 @pytest.mark.parametrize("token", ["", "a.b", "a.b.c.d", "a.b.c", "a.b.c=", "é.b.c", "x" * 5000])
