@@ -12,7 +12,6 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
 
 import bottle
 import redis
@@ -26,6 +25,7 @@ from loyalty_common.web import (
 )
 
 from .config import Settings
+from .fields import FieldError, parse_amount, parse_currency, parse_idempotency_key
 from .openapi import openapi_document
 from .store import ReplicaShortfall, TransactionQueue
 
@@ -45,16 +45,6 @@ RETRY_AFTER = "1"
 INVALID_TOKEN_HEADERS = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 MISSING_TOKEN = "A bearer token is required"
 BAD_TOKEN = "The token is invalid or expired"
-_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-class FieldError(Exception):
-    """A 422: ``field`` names the offending field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def _bearer(header: str) -> str | None:
@@ -81,54 +71,6 @@ def _authenticate(
     except InvalidToken as error:
         log.info("token refused: %s", error)
         raise json_error(401, BAD_TOKEN, INVALID_TOKEN_HEADERS) from None
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def parse_amount(value: Any, maximum: int) -> int:
-    """A positive integer: a JSON number, or a string of ASCII digits.
-
-    HTTPie's JSON mode sends ``amount=2000`` as the string "2000", and a form
-    always does; booleans, decimals, exponents and NaN are refused.
-    """
-    if _blank(value):
-        raise FieldError("amount", "Amount is blank")
-    if type(value) is int:
-        amount = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit():
-        if len(value) > 18:  # far past any MAX_AMOUNT; avoids huge ints
-            raise FieldError("amount", f"Amount must be at most {maximum}")
-        amount = int(value)
-    else:
-        raise FieldError("amount", "Amount must be a whole number of minor units, e.g. 2000")
-    if amount < 1:
-        raise FieldError("amount", "Amount must be at least 1")
-    if amount > maximum:
-        raise FieldError("amount", f"Amount must be at most {maximum}")
-    return amount
-
-
-def parse_currency(value: Any) -> str:
-    """Three upper-case ASCII letters, as the originals' ``^[A-Z]{3}$``."""
-    if _blank(value):
-        raise FieldError("currency", "Currency is blank")
-    if not (isinstance(value, str) and len(value) == 3 and _UPPER.issuperset(value)):
-        raise FieldError("currency", "Currency must be three upper-case letters, e.g. GBP")
-    return value
-
-
-def parse_idempotency_key(value: str | None) -> str | None:
-    """None when absent; 1 to 200 visible ASCII characters otherwise."""
-    if value is None:
-        return None
-    if not 1 <= len(value) <= 200 or not all("!" <= c <= "~" for c in value):
-        raise FieldError(
-            "Idempotency-Key",
-            "Idempotency-Key must be 1 to 200 visible ASCII characters",
-        )
-    return value
 
 
 def _check_fields(body: Body, max_amount: int) -> tuple[int, str]:

@@ -14,6 +14,8 @@ from loyalty_common.openapi import (
     json_response_ref,
 )
 
+from .fields import AMOUNT_MAX_LENGTH, amount_pattern
+
 __all__ = ["openapi_document"]
 
 _UNAUTHORIZED = error_response(
@@ -47,12 +49,17 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
     amount = {
         "description": (
             "Positive integer in minor units (2000 is 20.00); a JSON number or "
-            "a string of ASCII digits. Decimals, exponents, NaN and booleans "
-            "are refused."
+            "a string of ASCII digits (leading zeros allowed, at most "
+            f"{AMOUNT_MAX_LENGTH} characters). Decimals, exponents, NaN and "
+            "booleans are refused."
         ),
         "oneOf": [
             {"type": "integer", "minimum": 1, "maximum": max_amount},
-            {"type": "string", "pattern": "^[0-9]+$"},
+            {
+                "type": "string",
+                "maxLength": AMOUNT_MAX_LENGTH,
+                "pattern": amount_pattern(max_amount),
+            },
         ],
         "example": 2000,
     }
