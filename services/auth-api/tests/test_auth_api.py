@@ -123,7 +123,7 @@ def test_openapi_describes_every_route(kit: Any, port: int) -> None:
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/token", "/health", "/openapi.json"}
     responses = doc["paths"]["/token"]["post"]["responses"]
-    assert set(responses) == {"200", "400", "401", "413", "415", "422"}
+    assert set(responses) == {"200", "400", "401", "413", "415", "422", "429"}
     content = doc["paths"]["/token"]["post"]["requestBody"]["content"]
     assert set(content) == {
         "application/x-www-form-urlencoded",

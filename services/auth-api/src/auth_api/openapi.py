@@ -86,6 +86,13 @@ def openapi_document(token_ttl: int) -> dict[str, Any]:
                                 }
                             },
                         },
+                        "429": error_response(
+                            "Too many token requests from this client: the router's "
+                            "rate limit on /authentication/token; try again after "
+                            "Retry-After seconds",
+                            "Too many requests",
+                            headers={"Retry-After": {"schema": {"type": "integer", "example": 10}}},
+                        ),
                     },
                 }
             },
