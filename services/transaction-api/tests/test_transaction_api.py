@@ -376,6 +376,21 @@ def test_bad_field_is_422_naming_it(
     assert r.xlen(STREAM) == before
 
 
+@pytest.mark.parametrize("token", [123, None, True, ["x"], {"token": "x"}])
+def test_token_field_that_is_not_a_string_is_422_beside_the_header(
+    kit: Any, port: int, alice: dict[str, str], r: Any, token: Any
+) -> None:
+    before = r.xlen(STREAM)
+    reply = post(kit, port, {"amount": 1, "currency": "GBP", "token": token}, alice)
+    assert (reply.status, reply.json) == (
+        422,
+        {"error": "Token must be a string", "field": "token"},
+    )
+    # Without the header it authenticates nothing: the usual 401.
+    assert_invalid_token(post(kit, port, {"amount": 1, "currency": "GBP", "token": token}))
+    assert r.xlen(STREAM) == before
+
+
 def test_nan_literal_in_json_is_refused(kit: Any, port: int, alice: dict[str, str]) -> None:
     reply = post(
         kit,

@@ -83,3 +83,22 @@ def test_served_document_bounds_the_string_amount(
     for value in ["100000", "0" * 17 + "1"]:
         reply = kit.call(port, "POST", "/transactions", {"currency": "GBP", "amount": value}, alice)
         assert reply.status == 202, (value, reply.body)
+
+
+def test_served_document_and_answer_agree_on_a_token_field_that_is_not_a_string(
+    kit: Any, port: int, alice: dict[str, str]
+) -> None:
+    doc = kit.call(port, "GET", "/openapi.json").json
+    operation = doc["paths"]["/transactions"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["token"]["type"] == "string"
+    field_error = operation["responses"]["422"]
+    assert "token" in field_error["description"]
+    assert field_error["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/FieldError"
+    }
+    reply = kit.call(
+        port, "POST", "/transactions", {"amount": 1, "currency": "GBP", "token": 7}, alice
+    )
+    assert reply.status == 422 and reply.json["field"] == "token"
+    assert set(reply.json) == set(doc["components"]["schemas"]["FieldError"]["required"])

@@ -45,6 +45,7 @@ RETRY_AFTER = "1"
 INVALID_TOKEN_HEADERS = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 MISSING_TOKEN = "A bearer token is required"
 BAD_TOKEN = "The token is invalid or expired"
+TOKEN_NOT_TEXT = "Token must be a string"
 
 
 def _bearer(header: str) -> str | None:
@@ -80,10 +81,14 @@ def _check_fields(body: Body, max_amount: int) -> tuple[int, str]:
     if body.repeated:
         name = body.repeated[0]
         raise FieldError(name, f"Field {name} is given more than once")
-    return (
-        parse_amount(body.fields.get("amount"), max_amount),
-        parse_currency(body.fields.get("currency")),
-    )
+    amount = parse_amount(body.fields.get("amount"), max_amount)
+    currency = parse_currency(body.fields.get("currency"))
+    # Only reached when the Authorization header carried the token (a field
+    # that is not a string never authenticates): the field is unused then,
+    # but a request the document calls malformed is not accepted.
+    if "token" in body.fields and not isinstance(body.fields["token"], str):
+        raise FieldError("token", TOKEN_NOT_TEXT)
+    return amount, currency
 
 
 def _accepted_at() -> str:

@@ -74,7 +74,8 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                 "type": "string",
                 "description": (
                     "The access token, as the originals took it; the "
-                    "Authorization header wins when both are given"
+                    "Authorization header wins when both are given, and the "
+                    "field must still be a string then (422 otherwise)"
                 ),
             },
         },
@@ -140,8 +141,9 @@ def openapi_document(max_amount: int) -> dict[str, Any]:
                         "403": error_response("The user may not transact", "User cannot transact"),
                         "422": {
                             "description": (
-                                "A field is missing, blank, of the wrong type, out of "
-                                "range, repeated or unknown; 'field' names it"
+                                "A field is missing, blank, of the wrong type (token "
+                                "too, when the Authorization header carries the token), "
+                                "out of range, repeated or unknown; 'field' names it"
                             ),
                             "content": {
                                 "application/json": {
