@@ -53,7 +53,7 @@ def _text_field(fields: dict[str, Any], name: str) -> str | None:
 
 def create_app(settings: Settings) -> bottle.Bottle:
     """Build the WSGI app from fully loaded settings."""
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = bottle.Bottle(catchall=True)
     install_json_errors(app)
     users = settings.users
     dummy = _dummy_hash(users)

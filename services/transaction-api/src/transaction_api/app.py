@@ -110,7 +110,7 @@ def _as_count(value: str | None) -> int:
 
 def create_app(settings: Settings, store: TransactionQueue) -> bottle.Bottle:
     """Build the WSGI app around one store (one Redis connection pool)."""
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = bottle.Bottle(catchall=True)
     install_json_errors(app)
     verifier = settings.verifier
     max_amount = settings.max_amount
