@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,3 +20,15 @@ def test_creating_the_app_emits_no_deprecation_warning(jwt_keys: Any, users_file
         warnings.simplefilter("always")
         create_app(settings)
     assert [w for w in caught if issubclass(w.category, DeprecationWarning)] == []
+
+
+def test_importing_the_app_does_not_import_redis() -> None:
+    script = (
+        "import sys\n"
+        "import auth_api.app, auth_api.server\n"
+        "print(sorted(m for m in sys.modules if m == 'redis' or m.startswith('redis.')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert result.stdout == "[]\n", result.stdout

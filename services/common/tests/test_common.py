@@ -12,10 +12,7 @@ from typing import Any
 import jwt
 import pytest
 from loyalty_common import (
-    REQUIRED_CLAIMS,
     ConfigError,
-    InvalidToken,
-    TokenVerifier,
     check_jwt_secret,
     env_file,
     env_float,
@@ -23,13 +20,12 @@ from loyalty_common import (
     env_log_level,
     env_str,
     idempotency_key,
-    make_redis,
     parse_sentinels,
-    primary_address,
     processed_key,
-    redis_settings_from_env,
     user_key,
 )
+from loyalty_common.redis_access import make_redis, primary_address, redis_settings_from_env
+from loyalty_common.tokens import REQUIRED_CLAIMS, InvalidToken, TokenVerifier
 from redis.sentinel import SentinelConnectionPool
 
 
@@ -83,6 +79,19 @@ def test_entry_point_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr == "demo: HTTP_PORT: must be an integer, got 'x'\n"
+
+
+def test_the_top_level_imports_only_the_standard_library() -> None:
+    script = (
+        "import sys\n"
+        "import loyalty_common\n"
+        "names = ('redis', 'jwt', 'cryptography', 'bottle', 'gunicorn')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in names))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert result.stdout == "[]\n", result.stdout
 
 
 def test_redis_settings(tmp_path: Path) -> None:

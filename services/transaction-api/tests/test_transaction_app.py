@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from loyalty_common import make_redis
+from loyalty_common.redis_access import make_redis
 from transaction_api.app import create_app
 from transaction_api.config import load_settings
 from transaction_api.store import TransactionQueue

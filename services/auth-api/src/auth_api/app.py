@@ -12,7 +12,7 @@ from typing import Any
 
 import bottle
 import jwt
-from loyalty_common import ALGORITHM
+from loyalty_common.tokens import ALGORITHM
 from loyalty_common.web import (
     JSON_TYPE,
     install_json_errors,

@@ -8,16 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from loyalty_common import (
-    DEFAULT_ISSUER,
-    ConfigError,
-    check_jwt_secret,
-    env_file,
-    env_int,
-    env_str,
-    load_private_key,
-)
+from loyalty_common import ConfigError, check_jwt_secret, env_file, env_int, env_str
 from loyalty_common.serve import HttpSettings, http_settings_from_env
+from loyalty_common.tokens import DEFAULT_ISSUER, load_private_key
 
 from .passwords import parse_hash
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from loyalty_common import configure_logging, entry_point, make_redis
+from loyalty_common import configure_logging, entry_point
+from loyalty_common.redis_access import make_redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 

@@ -7,14 +7,8 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from loyalty_common import (
-    ConfigError,
-    RedisSettings,
-    env_int,
-    env_log_level,
-    env_str,
-    redis_settings_from_env,
-)
+from loyalty_common import ConfigError, env_int, env_log_level, env_str
+from loyalty_common.redis_access import RedisSettings, redis_settings_from_env
 
 __all__ = ["WorkerConfig", "load_config"]
 

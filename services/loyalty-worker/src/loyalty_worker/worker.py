@@ -25,12 +25,11 @@ import redis
 from loyalty_common import (
     CONSUMER_GROUP,
     DEAD_LETTER_STREAM,
-    REDIS_ERRORS,
     TRANSACTIONS_STREAM,
-    primary_address,
     processed_key,
     user_key,
 )
+from loyalty_common.redis_access import REDIS_ERRORS, primary_address
 
 from .config import WorkerConfig
 from .sdnotify import Notifier

@@ -15,7 +15,7 @@ import uuid
 
 import bottle
 import redis
-from loyalty_common import Claims, InvalidToken, TokenVerifier
+from loyalty_common.tokens import Claims, InvalidToken, TokenVerifier
 from loyalty_common.web import (
     JSON_TYPE,
     Body,

@@ -5,19 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from loyalty_common import (
-    DEFAULT_ISSUER,
-    ConfigError,
-    RedisSettings,
-    TokenVerifier,
-    check_jwt_secret,
-    env_file,
-    env_int,
-    env_str,
-    load_public_key,
-    redis_settings_from_env,
-)
+from loyalty_common import ConfigError, check_jwt_secret, env_file, env_int, env_str
+from loyalty_common.redis_access import RedisSettings, redis_settings_from_env
 from loyalty_common.serve import HttpSettings, http_settings_from_env
+from loyalty_common.tokens import DEFAULT_ISSUER, TokenVerifier, load_public_key
 
 __all__ = ["Settings", "load_settings"]
 

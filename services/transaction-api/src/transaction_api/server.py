@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import bottle
-from loyalty_common import configure_logging, entry_point, make_redis
+from loyalty_common import configure_logging, entry_point
+from loyalty_common.redis_access import make_redis
 from loyalty_common.serve import serve
 
 from .app import create_app

@@ -6,12 +6,8 @@ import logging
 from typing import Any
 
 import redis
-from loyalty_common import (
-    TRANSACTIONS_STREAM,
-    idempotency_key,
-    primary_address,
-    user_key,
-)
+from loyalty_common import TRANSACTIONS_STREAM, idempotency_key, user_key
+from loyalty_common.redis_access import primary_address
 
 __all__ = ["ReplicaShortfall", "TransactionQueue"]
 
