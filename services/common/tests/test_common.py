@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from loyalty_common import (
     env_log_level,
     env_str,
     idempotency_key,
+    keys,
     parse_sentinels,
     processed_key,
     user_key,
@@ -113,6 +115,17 @@ def test_key_names_follow_the_interfaces_document() -> None:
     assert user_key(1) == "loyalty:user:1"
     assert processed_key("t") == "loyalty:processed:t"
     assert idempotency_key(1, "k") == "loyalty:idempotency:1:k"
+
+
+def test_every_shared_key_name_is_used_by_a_service() -> None:
+    services = Path(__file__).resolve().parents[2]
+    sources = "\n".join(
+        path.read_text()
+        for path in services.glob("*/src/*/*.py")
+        if path.parent.name != "loyalty_common"
+    )
+    unused = [name for name in keys.__all__ if not re.search(rf"\b{name}\b", sources)]
+    assert unused == []
 
 
 # ------------------------------------------------------------------- tokens

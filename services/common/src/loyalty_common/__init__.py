@@ -20,11 +20,8 @@ from .config import (
 from .entry import EXIT_CONFIG, entry_point, run_main
 from .keys import (
     CONSUMER_GROUP,
-    DEAD_LETTER_FIELDS,
     DEAD_LETTER_STREAM,
-    TRANSACTION_FIELDS,
     TRANSACTIONS_STREAM,
-    USER_FIELDS,
     idempotency_key,
     processed_key,
     user_key,
@@ -33,14 +30,11 @@ from .sentinel import DEFAULT_SENTINEL_MASTER, parse_sentinel_master, parse_sent
 
 __all__ = [
     "CONSUMER_GROUP",
-    "DEAD_LETTER_FIELDS",
     "DEAD_LETTER_STREAM",
     "DEFAULT_SENTINEL_MASTER",
     "EXIT_CONFIG",
     "JWT_SECRET_MESSAGE",
     "TRANSACTIONS_STREAM",
-    "TRANSACTION_FIELDS",
-    "USER_FIELDS",
     "ConfigError",
     "check_jwt_secret",
     "configure_logging",
