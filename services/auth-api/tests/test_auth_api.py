@@ -99,6 +99,29 @@ def test_multipart_form(kit: Any, port: int) -> None:
     assert reply.status == 200, reply.body
 
 
+@pytest.mark.parametrize(
+    ("password", "status", "error"),
+    [
+        ("p\u00e4ss w\u00f6rd \U000891f2".encode(), 401, "Invalid username or password"),
+        (b"\xff\xfe", 400, "Multipart body is not valid UTF-8"),
+    ],
+    ids=["utf-8", "not utf-8"],
+)
+def test_multipart_text_is_utf_8(
+    kit: Any, port: int, password: bytes, status: int, error: str
+) -> None:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="username"\r\n\r\nalice\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="password"\r\n\r\n'
+        + password
+        + b"\r\n--b--\r\n"
+    )
+    reply = kit.call(
+        port, "POST", "/token", body, {"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert (reply.status, reply.json) == (status, {"error": error})
+
+
 def test_json_with_charset_and_extra_fields(kit: Any, port: int) -> None:
     reply = kit.call(
         port,

@@ -171,18 +171,16 @@ def _parse_multipart(data: bytes, content_type: str) -> Body:
     try:
         forms = bottle.BaseRequest(environ).POST
         items = list(forms.allitems())
+    except UnicodeDecodeError:
+        # Bottle 0.13 decodes each text part as UTF-8 (unless the content type
+        # names another charset), so the values below are text already.
+        raise json_error(400, "Multipart body is not valid UTF-8") from None
     except Exception:  # noqa: BLE001 -- Bottle raises assorted errors on a broken body
         raise json_error(400, "Multipart body is malformed") from None
     body = Body(kind="form")
     for name, value in items:
         if isinstance(value, bottle.FileUpload):
             value = None  # a file is never a valid field value; the route says which
-        elif isinstance(value, str):
-            # Bottle hands multipart text over as latin-1 "native strings".
-            try:
-                value = value.encode("latin-1").decode("utf-8")
-            except (UnicodeEncodeError, UnicodeDecodeError):
-                raise json_error(400, "Multipart body is not valid UTF-8") from None
         if name in body.fields:
             if name not in body.repeated:
                 body.repeated.append(name)
