@@ -17,6 +17,10 @@ run, on systemd-booted containers named bench-* on the Docker network
    instances; p50/p99 from a 202 to the award visible in GET /loyalty;
 4. scale: first converge of fresh platforms with 1, 3 and 6 worker hosts.
 
+The hosts run the Debian release of LOYALTY_DEBIAN_RELEASE (trixie, Debian
+13, the default, or bookworm, Debian 12; 13 and 12 work too), booted from
+loyalty-host:<release> (scripts/host-image); the results name it.
+
 Writes bench/results/latest.json, latest.md and latest.png.
 """
 
@@ -42,7 +46,11 @@ NETWORK = "bench"
 SUBNET = "172.30.30.0/24"
 GATEWAY = "172.30.30.1"  # this machine, as the hosts see it
 LABEL = "org.loyalty.bench=1"
-IMAGE = "loyalty-host:latest"
+# The hosts' Debian release and image, from LOYALTY_DEBIAN_RELEASE; main()
+# sets them before any host starts.
+RELEASE = ""
+IMAGE = ""
+DEBIAN_VERSIONS = {"trixie": "13", "bookworm": "12"}
 VENV = REPO / ".venv" / "bin"
 HELLO_PORT = 5099
 HELLO_FILE = "/usr/local/lib/bench_hello_app.py"
@@ -82,6 +90,24 @@ def dexec(
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def release_and_image() -> tuple[str, str]:
+    """The release of LOYALTY_DEBIAN_RELEASE and its host image, named by the
+    shell functions every script uses, so that the bench accepts exactly
+    the values they do. Exits with their one-line error otherwise."""
+    script = (
+        'source "$1/scripts/lib/debian-release.sh" && release="$(debian_release)" '
+        '&& echo "$release $(host_image "$release")"'
+    )
+    result = subprocess.run(
+        ["bash", "-c", script, "bash", str(REPO)], capture_output=True, text=True, check=False
+    )
+    if result.returncode:
+        lines = result.stderr.strip().splitlines() or [f"bash exited with {result.returncode}"]
+        raise SystemExit(f"bench: {lines[-1]}")
+    release, image = result.stdout.split()
+    return release, image
 
 
 # -------------------------------------------------------------- CPU evidence
@@ -333,12 +359,16 @@ def converge(
 
 
 def wheelhouse_archive() -> Path:
+    """The newest wheelhouse that site.yml built for the hosts' release: its
+    wheels are for that release's Python."""
+    pattern = f"{RELEASE}-py*/wheelhouse.tar"
     archives = sorted(
-        (REPO / "build" / "wheelhouse").glob("py*/wheelhouse.tar"), key=lambda p: p.stat().st_mtime
+        (REPO / "build" / "wheelhouse").glob(pattern), key=lambda p: p.stat().st_mtime
     )
     if not archives:
         raise RuntimeError(
-            "no wheelhouse built yet (build/wheelhouse/*/wheelhouse.tar): converge once first"
+            f"no wheelhouse for {RELEASE} built yet (build/wheelhouse/{pattern}): "
+            f"converge {RELEASE} hosts once first (LOYALTY_DEBIAN_RELEASE={RELEASE} scripts/up)"
         )
     return archives[-1]
 
@@ -708,6 +738,15 @@ def markdown(f: dict[str, Any]) -> str:
         f"{f['machine']['load_average_start']}, at end {f['machine'].get('load_average_end')} "
         "(the machine is shared with other test runs). Whole run: "
         f"{f.get('duration_seconds')} s.",
+    ]
+    release = f.get("debian_release")
+    if release:
+        version = DEBIAN_VERSIONS.get(release)
+        lines.append(
+            f"Hosts: Debian {version} ({release})" if version else f"Hosts: Debian {release}"
+        )
+        lines[-1] += f", image `{f['host_image']}` ({f['host_image_id'][:19]})."
+    lines += [
         "",
         "| figure | value | command | host set-up |",
         "|---|---|---|---|",
@@ -780,8 +819,9 @@ def chart(f: dict[str, Any], path: Path) -> None:
             f"Throughput (202->award p50 {t['stamp_p50_ms']} ms, p99 {t['stamp_p99_ms']} ms)",
             fontsize=9,
         )
+    hosts = f" on {f['debian_release']} hosts" if f.get("debian_release") else ""
     fig.suptitle(
-        f"bench/run {f['started_at']}, "
+        f"bench/run {f['started_at']}{hosts}, "
         f"load average at start {f['machine']['load_average_start'][0]}"
     )
     fig.tight_layout()
@@ -793,7 +833,11 @@ def chart(f: dict[str, Any], path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="LOYALTY_DEBIAN_RELEASE: trixie (Debian 13, the default) or bookworm "
+        "(Debian 12), the release of the hosts and their image loyalty-host:<release>.",
+    )
     parser.add_argument(
         "--budget", type=float, default=1500, help="seconds; later rows are skipped past it"
     )
@@ -820,12 +864,20 @@ def main() -> int:
         or not 10 <= args.samples <= 2000
     ):
         parser.error("--seconds 1..60, --backlog 100..50000, --samples 10..2000")
+    global RELEASE, IMAGE
+    RELEASE, IMAGE = release_and_image()
+    image_id = run(["docker", "image", "inspect", "-f", "{{.Id}}", IMAGE], 60, check=False)
+    if image_id.returncode:
+        raise SystemExit(f"bench: image {IMAGE} is missing; run scripts/host-image {RELEASE}.")
 
     work = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
     secrets = work / "secrets"
     figures: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {"cpus": os.cpu_count(), "load_average_start": load_average()},
+        "debian_release": RELEASE,
+        "host_image": IMAGE,
+        "host_image_id": image_id.stdout.strip(),
         "settings": vars(args) | {"out": str(args.out)},
         "skipped": [],
         "logs": str(work),
