@@ -31,5 +31,13 @@ debian_release() {
     exit 2
 }
 
+# Debian's version number of a release.
+debian_version() {
+    case "$1" in
+        trixie) echo 13 ;;
+        bookworm) echo 12 ;;
+    esac
+}
+
 # The test-host image of a release.
 host_image() { echo "loyalty-host:$1"; }
