@@ -40,6 +40,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "molecule" / "shared"))
+from host_commands import SYSTEMD_HOST_OPTIONS  # noqa: E402  -- the flags that boot a test host
+
 import services  # noqa: E402  -- the service-level benchmark's load generator
 
 NETWORK = "bench"
@@ -181,25 +184,7 @@ def start_hosts(hosts: dict[str, str]) -> None:
                 NETWORK,
                 "--ip",
                 address,
-                "--cap-add",
-                "SYS_ADMIN",
-                "--cap-add",
-                "SYS_PTRACE",
-                "--cap-add",
-                "NET_ADMIN",
-                "--cgroupns=host",
-                "--volume",
-                "/sys/fs/cgroup/systemd:/sys/fs/cgroup/systemd:rw",
-                "--volume",
-                "/sys/fs/cgroup/unified:/sys/fs/cgroup/unified:rw",
-                "--tmpfs",
-                "/run",
-                "--tmpfs",
-                "/run/lock",
-                "--tmpfs",
-                "/tmp",
-                "--stop-signal",
-                "SIGRTMIN+3",
+                *SYSTEMD_HOST_OPTIONS,
                 IMAGE,
                 "/sbin/init",
             ],

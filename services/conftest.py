@@ -13,6 +13,8 @@
   real gunicorn on a free port with the given environment; stopped after the
   test.  ``auth_api`` / ``transaction_api`` are per-run instances.
 - ``call``: one HTTP request with http.client, JSON decoded.
+- ``run_python``: a Python snippet run by this interpreter in a process of
+  its own (what a fresh process imports, how an entry point exits).
 """
 
 from __future__ import annotations
@@ -671,3 +673,13 @@ class Kit:
 def kit() -> type[Kit]:
     """Helpers: kit.call(port, method, path, ...), kit.httpie(...), envs, etc."""
     return Kit
+
+
+@pytest.fixture
+def run_python() -> Callable[[str], subprocess.CompletedProcess[str]]:
+    def run(script: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=30
+        )
+
+    return run

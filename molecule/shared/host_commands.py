@@ -36,3 +36,39 @@ def dexec(
     for name, value in (env or {}).items():
         options += ["-e", f"{name}={value}"]
     return docker("exec", *options, host, *command, timeout=timeout, check=check, stdin=stdin)
+
+
+# What boots systemd in a test host on these machines (see scripts/local-hosts
+# and .config/molecule/config.yml, which say the same in their own forms):
+# no --privileged, only the two cgroup subtrees, and the stop signal systemd
+# shuts down on.
+SYSTEMD_HOST_OPTIONS = (
+    "--cap-add=SYS_ADMIN",
+    "--cap-add=SYS_PTRACE",
+    "--cap-add=NET_ADMIN",
+    "--cgroupns=host",
+    "--volume=/sys/fs/cgroup/systemd:/sys/fs/cgroup/systemd:rw",
+    "--volume=/sys/fs/cgroup/unified:/sys/fs/cgroup/unified:rw",
+    "--tmpfs=/run",
+    "--tmpfs=/run/lock",
+    "--tmpfs=/tmp:exec,mode=1777",
+    "--stop-signal=SIGRTMIN+3",
+)
+
+
+def start_systemd_host(name: str, image: str, network: str, address: str, *options: str) -> None:
+    """`docker run` a test host named `name` at `address` on `network`, with
+    `options` (labels, more capabilities) besides those that boot systemd."""
+    docker(
+        "run",
+        "--detach",
+        f"--name={name}",
+        f"--hostname={name}",
+        f"--network={network}",
+        f"--ip={address}",
+        *SYSTEMD_HOST_OPTIONS,
+        *options,
+        image,
+        "/sbin/init",
+        timeout=120,
+    )

@@ -31,7 +31,7 @@ from helpers import (
     vip_holder,
     wait_until_drained,
 )
-from host_commands import dexec, docker
+from host_commands import dexec, docker, start_systemd_host
 
 NETWORK = "platform_ha"
 SITE = REPO / "site.yml"
@@ -41,42 +41,12 @@ def new_trixie_host(host: str) -> None:
     """Remove the host's container and start a fresh Debian 13 one with the
     same name and address, booted the way Molecule boots the others."""
     docker("rm", "--force", host, timeout=120)
-    capabilities = ["SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN"]
+    # Molecule's label, so that its destroy step and scripts/test's clean-up
+    # find the new container too; VRRP needs NET_RAW on the routers.
+    options = ["--label=owner=molecule", "--label=org.loyalty.test-host=true"]
     if host in EDGE_HOSTS:
-        capabilities.append("NET_RAW")
-    options = [
-        "--detach",
-        "--name",
-        host,
-        "--hostname",
-        host,
-        "--network",
-        NETWORK,
-        "--ip",
-        ADDRESSES[host],
-        # Molecule's label, so that its destroy step and scripts/test's
-        # clean-up find the new container too.
-        "--label",
-        "owner=molecule",
-        "--label",
-        "org.loyalty.test-host=true",
-        "--cgroupns=host",
-        "--volume",
-        "/sys/fs/cgroup/systemd:/sys/fs/cgroup/systemd:rw",
-        "--volume",
-        "/sys/fs/cgroup/unified:/sys/fs/cgroup/unified:rw",
-        "--tmpfs",
-        "/run",
-        "--tmpfs",
-        "/run/lock",
-        "--tmpfs",
-        "/tmp:exec,mode=1777",
-        "--stop-signal",
-        "SIGRTMIN+3",
-    ]
-    for capability in capabilities:
-        options += ["--cap-add", capability]
-    docker("run", *options, "loyalty-host:trixie", "/sbin/init", timeout=120)
+        options.append("--cap-add=NET_RAW")
+    start_systemd_host(host, "loyalty-host:trixie", NETWORK, ADDRESSES[host], *options)
     dexec(host, "systemctl", "is-system-running", "--wait", check=False, timeout=180)
 
 

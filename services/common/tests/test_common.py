@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -68,7 +66,7 @@ def test_jwt_secret_check() -> None:
         check_jwt_secret("JWT_PUBLIC_KEY_FILE", environ={"JWT_SECRET": "x"})
 
 
-def test_entry_point_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+def test_entry_point_prints_one_line_and_exits_2(run_python) -> None:
     script = (
         "from loyalty_common import entry_point, env_int\n"
         "@entry_point('demo')\n"
@@ -76,23 +74,20 @@ def test_entry_point_prints_one_line_and_exits_2(tmp_path: Path) -> None:
         "    env_int('HTTP_PORT', 1, environ={'HTTP_PORT': 'x'})\n"
         "main()\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=20
-    )
+    result = run_python(script)
     assert result.returncode == 2
     assert result.stderr == "demo: HTTP_PORT: must be an integer, got 'x'\n"
 
 
-def test_the_top_level_imports_only_the_standard_library() -> None:
+def test_the_top_level_imports_only_the_standard_library(run_python) -> None:
     script = (
         "import sys\n"
         "import loyalty_common\n"
         "names = ('redis', 'jwt', 'cryptography', 'bottle', 'gunicorn')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in names))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=30
-    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
     assert result.stdout == "[]\n", result.stdout
 
 
