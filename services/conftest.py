@@ -14,7 +14,8 @@
   test.  ``auth_api`` / ``transaction_api`` are per-run instances.
 - ``call``: one HTTP request with http.client, JSON decoded.
 - ``run_python``: a Python snippet run by this interpreter in a process of
-  its own (what a fresh process imports, how an entry point exits).
+  its own (how an entry point exits); ``packages_imported_by``: which of some
+  top-level packages a fresh process has loaded after given imports.
 """
 
 from __future__ import annotations
@@ -683,3 +684,20 @@ def run_python() -> Callable[[str], subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture
+def packages_imported_by(
+    run_python: Callable[[str], subprocess.CompletedProcess[str]],
+) -> Callable[[str, tuple[str, ...]], list[str]]:
+    def imported(modules: str, packages: tuple[str, ...]) -> list[str]:
+        """The modules of `packages` loaded after `import <modules>`."""
+        result = run_python(
+            f"import json, sys\nimport {modules}\n"
+            f"loaded = [m for m in sys.modules if m.split('.')[0] in {packages!r}]\n"
+            "print(json.dumps(sorted(loaded)))\n"
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    return imported
