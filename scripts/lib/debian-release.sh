@@ -31,11 +31,26 @@ debian_release() {
     exit 2
 }
 
-# Debian's version number of a release.
+# What each release is and ships, where the scripts need it: Debian's
+# version number, its python3's version (the wheels serve every X.Y.Z of the
+# same X.Y), and the official images with its Python, Redis and HAProxy
+# (the compose images' default bases).
 debian_version() {
     case "$1" in
         trixie) echo 13 ;;
         bookworm) echo 12 ;;
+    esac
+}
+release_python() {
+    case "$1" in
+        trixie) echo 3.13.5 ;;
+        bookworm) echo 3.11.2 ;;
+    esac
+}
+release_compose_bases() {
+    case "$1" in
+        trixie) echo python:3.13-slim-trixie redis:8 haproxy:3.0 ;;
+        bookworm) echo python:3.11-slim-bookworm redis:7 haproxy:2.6 ;;
     esac
 }
 
