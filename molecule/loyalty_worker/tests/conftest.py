@@ -7,10 +7,6 @@ from pathlib import Path
 
 import pytest
 
-# Code shared by the scenarios' tests lives once, in molecule/shared/. Molecule
-# hands pytest only this directory, so put that one on the import path too.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-
 SCENARIO = Path(__file__).resolve().parent.parent
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
 

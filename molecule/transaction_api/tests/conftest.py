@@ -5,17 +5,12 @@ test host with its own python3."""
 import base64
 import json
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-# Code shared by the scenarios' tests lives once, in molecule/shared/. Molecule
-# hands pytest only this directory, so put that one on the import path too.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
 
