@@ -57,3 +57,21 @@ def processed_marks(redis_lines: Callable[[list[str]], list[str]], ids: list[str
     """How many of these transaction ids a worker has marked as processed."""
     replies = redis_lines([f"EXISTS loyalty:processed:{i}" for i in ids])
     return sum(1 for r in replies if r.strip() == "1")
+
+
+def wait_until_awarded(
+    redis_lines: Callable[[list[str]], list[str]],
+    read_group_info: Callable[[], dict[str, str]],
+    ids: list[str],
+    timeout: float = 180,
+) -> int:
+    """Until every id has its processed mark and nothing is pending in the
+    workers' group; returns how many ids have a mark (fewer than all when
+    `timeout` passed first, for the test to report as lost)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        marked = processed_marks(redis_lines, ids)
+        done = marked == len(ids) and read_group_info().get("pending") == "0"
+        if done or time.monotonic() > deadline:
+            return marked
+        time.sleep(2)

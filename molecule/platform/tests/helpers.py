@@ -8,11 +8,9 @@ through `docker exec`), always with a timeout.
 from __future__ import annotations
 
 import functools
-import http.client
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import http_requests
 import loyalty_redis
 from host_commands import dexec
 from playbook_runs import ansible_environment, ansible_playbook, inventory_directory
+from tokens import Tokens
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
 SCENARIO = REPO / "molecule" / "platform"
@@ -128,83 +127,9 @@ def wait_until_drained(timeout: float = 120) -> None:
 request = functools.partial(http_requests.request, host=ROUTER, port=ROUTER_PORT)
 
 
-class Tokens:
-    """Tokens per user, fetched through the router and reused while young.
-
-    The router limits /authentication/token to 10 requests per 10 s per
-    client address, and every test runs from the same address: a token is
-    reused until it is `max_age` seconds old, and a 429 waits Retry-After.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tokens: dict[str, tuple[str, float]] = {}
-        self._backoff: dict[str, float] = {}
-        self._refreshing: dict[str, threading.Lock] = {}
-        self.refresh_failures = 0
-
-    def fresh(self, username: str, deadline: float = 60) -> tuple[str, float]:
-        """A new token and the time it was issued (bounded retries)."""
-        end = time.monotonic() + deadline
-        while True:
-            issued = time.time()
-            try:
-                status, headers, data = request(
-                    "POST",
-                    "/authentication/token",
-                    {"username": username, "password": demo_password()},
-                )
-            except (OSError, http.client.HTTPException) as error:
-                status, headers, data = 0, {}, str(error)
-            if status == 200:
-                with self._lock:
-                    self._tokens[username] = (data["token"], issued)
-                return data["token"], issued
-            self.refresh_failures += 1
-            if time.monotonic() > end:
-                raise AssertionError(f"no token for {username}: {status} {data}")
-            time.sleep(float(headers.get("Retry-After", 1)) if status == 429 else 1)
-
-    def get(self, username: str, max_age: float = 15) -> str:
-        with self._lock:
-            cached = self._tokens.get(username)
-        if cached and time.time() - cached[1] < max_age:
-            return cached[0]
-        return self.fresh(username)[0]
-
-    def get_lenient(
-        self, username: str, max_age: float = 10, must_live: float = 26, wait: float = 180
-    ) -> str:
-        """Refresh when older than max_age; while the Auth API cannot give one,
-        keep the old token until it is must_live seconds old, then wait (at
-        most `wait` seconds) rather than send a request bound to fail. A
-        failed refresh is retried 5 s later, below the router's rate limit."""
-        deadline = time.monotonic() + wait
-        while True:
-            with self._lock:
-                cached = self._tokens.get(username)
-                retry_at = self._backoff.get(username, 0.0)
-            age = time.time() - cached[1] if cached else float("inf")
-            if age < max_age:
-                return cached[0]
-            # One thread per user refreshes; the others keep the old token.
-            refresher = self._refreshing.setdefault(username, threading.Lock())
-            if time.monotonic() >= retry_at and refresher.acquire(blocking=False):
-                try:
-                    return self.fresh(username, deadline=0)[0]
-                except AssertionError:
-                    with self._lock:
-                        self._backoff[username] = time.monotonic() + 5
-                finally:
-                    refresher.release()
-            if age < must_live:
-                return cached[0]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no token for {username} within {wait} s")
-            time.sleep(0.5)
-
-
-TOKENS = Tokens()
+# One cache of tokens for every test of the run: the router limits how
+# often one address may ask for one.
+TOKENS = Tokens(request, demo_password)
 
 
 def curl_from_edge(address: str, path: str, token: str, method: str = "POST") -> tuple[int, str]:

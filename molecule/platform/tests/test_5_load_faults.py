@@ -9,12 +9,11 @@ saw are the expected ones only.
 
 from __future__ import annotations
 
-import time
-
 from helpers import (
     FIGURES,
     USERS,
     curl_ready_from_edge,
+    group_info,
     log,
     loyalty_state,
     pending_count,
@@ -24,7 +23,7 @@ from helpers import (
 )
 from host_commands import docker
 from load import Client, settle
-from loyalty_redis import processed_marks
+from loyalty_redis import wait_until_awarded
 
 TOTAL = 3000  # transactions at most
 RATE = 50  # per second, all threads together
@@ -72,18 +71,6 @@ def router_server_state(server: str) -> str:
         if len(fields) > 17 and fields[1] == server:
             return fields[17]
     return "absent"
-
-
-def wait_until_awarded(ids: list[str], timeout: float = 180) -> int:
-    """Wait until every id has its processed mark and nothing is pending;
-    returns how many ids have a mark."""
-    deadline = time.monotonic() + timeout
-    while True:
-        marked = processed_marks(redis_lines, ids)
-        pending = pending_count()
-        if (marked == len(ids) and pending == 0) or time.monotonic() > deadline:
-            return marked
-        time.sleep(2)
 
 
 def test_burst_with_faults_awards_every_accepted_transaction_exactly_once():
@@ -156,7 +143,7 @@ def test_burst_with_faults_awards_every_accepted_transaction_exactly_once():
         "one id answered for two keys"
     )
 
-    marked = wait_until_awarded(all_ids)
+    marked = wait_until_awarded(redis_lines, group_info, all_ids)
     pending = pending_count()
     after = {u: loyalty_state(USERS[u]) for u in LOAD_USERS}
     awarded = sum(after[u]["transactions"] - before[u]["transactions"] for u in LOAD_USERS)

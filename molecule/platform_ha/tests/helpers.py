@@ -8,19 +8,17 @@ through `docker exec`), always with a timeout.
 from __future__ import annotations
 
 import functools
-import http.client
 import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import http_requests
 import loyalty_redis
 from host_commands import dexec
 from playbook_runs import ansible_environment, ansible_playbook, inventory_directory
+from tokens import Tokens
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
 SECRETS = REPO / ".secrets"
@@ -198,59 +196,9 @@ def vip_holder() -> str | None:
 request = functools.partial(http_requests.request, host=VIP, port=ROUTER_PORT)
 
 
-class Tokens:
-    """A token per user, reused while younger than `max_age` (the router
-    limits /authentication/token per client address); one thread refreshes,
-    the others keep the old token while it is still valid."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tokens: dict[str, tuple[str, float]] = {}
-        self._refreshing: dict[str, threading.Lock] = {}
-        self.refresh_failures = 0
-
-    def _fetch(self, username: str) -> str | None:
-        issued = time.time()
-        try:
-            status, _, data = request(
-                "POST", "/authentication/token", {"username": username, "password": demo_password()}
-            )
-        except (OSError, http.client.HTTPException):
-            status, data = 0, None
-        if status == 200:
-            with self._lock:
-                self._tokens[username] = (data["token"], issued)
-            return data["token"]
-        with self._lock:
-            self.refresh_failures += 1
-        return None
-
-    def get(
-        self, username: str, max_age: float = 10, must_live: float = 26, wait: float = 60
-    ) -> str:
-        deadline = time.monotonic() + wait
-        while True:
-            with self._lock:
-                cached = self._tokens.get(username)
-            age = time.time() - cached[1] if cached else float("inf")
-            if age < max_age:
-                return cached[0]
-            refresher = self._refreshing.setdefault(username, threading.Lock())
-            if refresher.acquire(blocking=False):
-                try:
-                    token = self._fetch(username)
-                finally:
-                    refresher.release()
-                if token:
-                    return token
-            if age < must_live:
-                return cached[0]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no token for {username} within {wait} s")
-            time.sleep(1)
-
-
-TOKENS = Tokens()
+# One cache of tokens for every test of the run: the router limits how
+# often one address may ask for one.
+TOKENS = Tokens(request, demo_password)
 
 
 # --- Ansible, as Molecule runs it ----------------------------------------------

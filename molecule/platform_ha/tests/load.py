@@ -16,6 +16,10 @@ from load_schedule import ScheduledLoad
 CLIENT_TIMEOUT = 10  # seconds for one attempt
 RESEND_DELAY = 0.5  # seconds between two attempts of one transaction
 GIVE_UP_AFTER = 45  # seconds after the first attempt
+# Seconds an attempt waits at most for a token while the Auth API cannot
+# give one: less than the join's grace, so that a thread waiting for a
+# token still ends in time.
+TOKEN_WAIT = 60
 
 
 @dataclass
@@ -82,7 +86,7 @@ class Client(ScheduledLoad):
         while True:
             started = time.monotonic()
             try:
-                token = TOKENS.get(tx.user)
+                token = TOKENS.get_lenient(tx.user, wait=TOKEN_WAIT)
                 if conn is None:
                     conn = http.client.HTTPConnection(VIP, ROUTER_PORT, timeout=CLIENT_TIMEOUT)
                 status, headers, body = request(

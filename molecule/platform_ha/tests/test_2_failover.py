@@ -31,7 +31,7 @@ from helpers import (
 )
 from host_commands import docker
 from load import Client
-from loyalty_redis import processed_marks
+from loyalty_redis import wait_until_awarded
 
 TOTAL = 1200  # transactions at most
 RATE = 20  # per second, all threads together
@@ -63,16 +63,6 @@ def wait_for(predicate, timeout: float, interval: float = 0.2):
             pass
         time.sleep(interval)
     return None
-
-
-def wait_until_awarded(ids: list[str], timeout: float = 240) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        marked = processed_marks(redis_lines, ids)
-        info = group_info()
-        if (marked == len(ids) and info.get("pending") == "0") or time.monotonic() > deadline:
-            return marked
-        time.sleep(2)
 
 
 def window_figures(transactions, t0: float, start: float, end: float) -> dict[str, object]:
@@ -150,7 +140,7 @@ def test_failovers_under_load_award_every_accepted_transaction_exactly_once():
     for tx in accepted:
         ids_by_user[tx.user].add(tx.transaction_id)
     all_ids = [i for ids in ids_by_user.values() for i in ids]
-    marked = wait_until_awarded(all_ids)
+    marked = wait_until_awarded(redis_lines, group_info, all_ids, timeout=240)
     after = {u: loyalty_state(USERS[u]) for u in LOAD_USERS}
     awarded = sum(after[u]["transactions"] - before[u]["transactions"] for u in LOAD_USERS)
 
