@@ -1,14 +1,73 @@
-"""JSON Web Tokens in the scenarios' tests: fetched from the Auth API through
-a scenario's router (`Tokens`), as a client gets them."""
+"""JSON Web Tokens in the scenarios' tests, made one of two ways.
+
+Fetched from the Auth API through a scenario's router (`Tokens`), as a
+client gets them. Or made here (`mint`, and `encode` for the forgeries a
+test must be refused): signed with the platform's key by this module, not by
+PyJWT, which the services verify tokens with, so that the tests do not share
+a library's mistakes with the code they check.
+"""
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from http_requests import Answer
+
+# The header the Auth API writes: Ed25519 signatures.
+EDDSA_HEADER: Mapping[str, str] = {"alg": "EdDSA", "typ": "JWT"}
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding, as in every part of a token."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def segment(obj: Mapping[str, Any]) -> str:
+    """A header or a payload as a token part (compact JSON, as PyJWT writes it)."""
+    return b64url(json.dumps(obj, separators=(",", ":")).encode())
+
+
+def encode(
+    claims: Mapping[str, Any],
+    sign: Callable[[bytes], bytes],
+    header: Mapping[str, Any] = EDDSA_HEADER,
+) -> str:
+    """`header.claims.signature`, the signature `sign` makes of the first
+    two parts. Any header and signature: forgeries are made this way too."""
+    signing_input = f"{segment(header)}.{segment(claims)}"
+    return f"{signing_input}.{b64url(sign(signing_input.encode()))}"
+
+
+def mint(claims: Mapping[str, Any], private_key: Path) -> str:
+    """A token the services accept when `claims` are valid: signed with the
+    Ed25519 key in the PEM file `private_key` (the Auth API's)."""
+    key = load_pem_private_key(private_key.read_bytes(), None)
+    assert isinstance(key, Ed25519PrivateKey), f"{private_key} is not an Ed25519 key"
+    return encode(claims, key.sign)
+
+
+def _part(token: str, index: int) -> dict[str, Any]:
+    part = token.split(".")[index]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def header_of(token: str) -> dict[str, Any]:
+    """The header of a token, signature unchecked."""
+    return _part(token, 0)
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """The payload of a token, signature unchecked."""
+    return _part(token, 1)
 
 
 class Tokens:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -12,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import jwt
 import pytest
 from helpers import (
     ADDRESSES,
@@ -26,8 +24,11 @@ from helpers import (
     demo_password,
     request,
 )
+from tokens import claims_of, encode, header_of, mint, segment
 
 BASE = f"http://{ROUTER}"
+# The Auth API's signing key, for the tokens this file signs itself.
+PRIVATE_KEY = SECRETS / "jwt" / "ed25519.key"
 
 
 def httpie(*args: str) -> tuple[int, dict | str]:
@@ -123,46 +124,34 @@ def test_charlie_cannot_transact():
 # --- Forgeries ----------------------------------------------------------------
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def segment(obj: dict) -> str:
-    return b64(json.dumps(obj, separators=(",", ":")).encode())
-
-
 def forgeries() -> dict[str, str]:
     valid = TOKENS.get("alice")
-    header = jwt.get_unverified_header(valid)
-    claims = jwt.decode(valid, options={"verify_signature": False})
-    private_key = (SECRETS / "jwt" / "ed25519.key").read_bytes()
+    header = header_of(valid)
+    claims = claims_of(valid)
     public_key = (SECRETS / "jwt" / "ed25519.pub").read_bytes()
     now = int(time.time())
     forged = {}
-    forged["alg none"] = f"{segment({'alg': 'none', 'typ': 'JWT'})}.{segment(claims)}."
-    signing_input = f"{segment({'alg': 'HS256', 'typ': 'JWT'})}.{segment(claims)}"
-    mac = hmac.new(public_key, signing_input.encode(), hashlib.sha256).digest()
-    forged["HS256 keyed with the public key"] = f"{signing_input}.{b64(mac)}"
+    forged["alg none"] = encode(claims, lambda _: b"", header={"alg": "none", "typ": "JWT"})
+    forged["HS256 keyed with the public key"] = encode(
+        claims,
+        lambda signing_input: hmac.new(public_key, signing_input, hashlib.sha256).digest(),
+        header={"alg": "HS256", "typ": "JWT"},
+    )
     header_b64, _, signature_b64 = valid.split(".")
     altered = dict(claims, user_id=2, username="bob")
     forged["altered payload"] = f"{header_b64}.{segment(altered)}.{signature_b64}"
     assert header["alg"] == "EdDSA"
-    forged["wrong issuer"] = jwt.encode(
-        dict(claims, iss="someone-else"), private_key, algorithm="EdDSA"
-    )
-    forged["expired"] = jwt.encode(
-        dict(claims, iat=now - 120, exp=now - 60), private_key, algorithm="EdDSA"
-    )
+    forged["wrong issuer"] = mint(dict(claims, iss="someone-else"), PRIVATE_KEY)
+    forged["expired"] = mint(dict(claims, iat=now - 120, exp=now - 60), PRIVATE_KEY)
     return forged
 
 
 def test_the_real_key_signs_a_token_that_is_accepted():
     """The forgeries below fail for their flaw, not for how they were made."""
     valid = TOKENS.get("alice")
-    claims = jwt.decode(valid, options={"verify_signature": False})
-    private_key = (SECRETS / "jwt" / "ed25519.key").read_bytes()
+    claims = claims_of(valid)
     now = int(time.time())
-    token = jwt.encode(dict(claims, iat=now, exp=now + 30), private_key, algorithm="EdDSA")
+    token = mint(dict(claims, iat=now, exp=now + 30), PRIVATE_KEY)
     status, _, body = request(
         "GET", "/transactions/loyalty", headers={"Authorization": f"Bearer {token}"}
     )

@@ -2,7 +2,6 @@
 scenario's key (as the Auth API would sign them) and HTTP calls made from a
 test host with its own python3."""
 
-import base64
 import json
 import os
 import time
@@ -10,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from tokens import mint
 
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
 
@@ -31,14 +30,9 @@ except urllib.error.HTTPError as error:
 """
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def make_token(user_id, username, can_transact, issuer="loyalty-auth", ttl=60, key_path=None):
-    key = load_pem_private_key((key_path or SECRETS / "jwt" / "ed25519.key").read_bytes(), None)
+    """A token with the claims the Auth API writes, signed with the scenario's key."""
     now = int(time.time())
-    header = _b64(json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode())
     claims = {
         "user_id": user_id,
         "username": username,
@@ -49,9 +43,7 @@ def make_token(user_id, username, can_transact, issuer="loyalty-auth", ttl=60, k
         "jti": uuid.uuid4().hex,
         "iss": issuer,
     }
-    payload = _b64(json.dumps(claims).encode())
-    signature = _b64(key.sign(f"{header}.{payload}".encode()))
-    return f"{header}.{payload}.{signature}"
+    return mint(claims, key_path or SECRETS / "jwt" / "ed25519.key")
 
 
 def http(host, method, url, token=None, body=None):
