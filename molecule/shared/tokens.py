@@ -1,10 +1,11 @@
-"""JSON Web Tokens in the scenarios' tests, made one of two ways.
+"""JSON Web Tokens for the scenarios' tests.
 
-Fetched from the Auth API through a scenario's router (`Tokens`), as a
-client gets them. Or made here (`mint`, and `encode` for the forgeries a
-test must be refused): signed with the platform's key by this module, not by
-PyJWT, which the services verify tokens with, so that the tests do not share
-a library's mistakes with the code they check.
+Either fetched from the Auth API through a scenario's router (`Tokens`), as
+a client gets them, or made here, the one place tests make tokens: `mint`
+signs claims with the Auth API's key, `encode` makes any other token (the
+forgeries a service must refuse). Signed by this module rather than by
+PyJWT, which the services verify tokens with, so that the tests do not
+share a library's mistakes with the code they check.
 """
 
 from __future__ import annotations
