@@ -3,7 +3,7 @@
 Every test runs once per role under roles/, so a broken rule names the role:
 
     .venv/bin/pytest tests/roles -q
-    .venv/bin/pytest tests/roles -q -k redis     # one role (and roles whose name contains it)
+    .venv/bin/pytest tests/roles -q -k "[redis]"   # one role
 
 Only files are read (PyYAML); no Ansible runs.
 """
@@ -32,6 +32,13 @@ README_SECTIONS: list[str] = [
 ]
 
 SET_FACT_MODULES = {"set_fact", "ansible.builtin.set_fact", "ansible.legacy.set_fact"}
+# Tasks whose `vars:` are the parameters of another role, named by that role.
+ROLE_CALL_MODULES = {
+    "include_role",
+    "import_role",
+    "ansible.builtin.include_role",
+    "ansible.builtin.import_role",
+}
 # Keys of set_fact that are options, not facts.
 SET_FACT_OPTIONS = {"cacheable"}
 # Keys under which a task holds other tasks.
@@ -120,6 +127,21 @@ def set_fact_names(role: str) -> list[tuple[str, str]]:
                         for name in args
                         if name not in SET_FACT_OPTIONS
                     ]
+    return found
+
+
+def task_local_names(role: str) -> list[tuple[str, str]]:
+    """(file relative to the role, name) of every task-level `vars:` and
+    `loop_var`, but for the `vars:` of a task calling another role."""
+    found: list[tuple[str, str]] = []
+    for path in task_files(role):
+        relative = str(path.relative_to(ROLES_DIR / role))
+        for task in walk_tasks(load_yaml(path)):
+            if isinstance(task.get("vars"), dict) and not ROLE_CALL_MODULES & task.keys():
+                found += [(relative, str(name)) for name in task["vars"]]
+            loop_var = (task.get("loop_control") or {}).get("loop_var")
+            if isinstance(loop_var, str):
+                found.append((relative, loop_var))
     return found
 
 
@@ -248,6 +270,16 @@ def test_set_facts_are_internal_or_documented_outputs(role: str) -> None:
         elif not re.search(rf"`{re.escape(name)}`", text):
             wrong.append(f"{file}: {name} (an output fact that README.md does not name)")
     assert not wrong, f"{role}: set_fact names against the convention:\n" + "\n".join(wrong)
+
+
+def test_task_vars_and_loop_vars_are_internal(role: str) -> None:
+    """A task's own `vars:` and `loop_var` live for one task: __<role>_*."""
+    wrong = [
+        f"{file}: {name}"
+        for file, name in task_local_names(role)
+        if not name.startswith(f"__{role}_")
+    ]
+    assert not wrong, f"{role}: task vars/loop_var names not __{role}_*: {wrong}"
 
 
 def test_vars_files_hold_internal_variables(role: str) -> None:
