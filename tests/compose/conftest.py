@@ -98,6 +98,9 @@ class Platform:
     base_url: str = ""
     password: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
+    # time.monotonic() of the last request to the router's rate-limited
+    # /authentication/token, so that a test can wait for its budget.
+    last_token_request: float = 0.0
 
     def compose(self, *args: str, check: bool = True, timeout: float = 300) -> str:
         result = subprocess.run(
@@ -139,6 +142,8 @@ class Platform:
         request = urllib.request.Request(
             self.base_url + path, data=data, headers=headers, method=method
         )
+        if path.startswith("/authentication/token"):
+            self.last_token_request = time.monotonic()
         try:
             with urllib.request.urlopen(request, timeout=10) as answer:
                 status, raw, got = answer.status, answer.read(), answer.headers
@@ -195,6 +200,19 @@ class Platform:
             check=True,
         )
         return result.stdout.splitlines()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fuzz after every other test of the platform (it spends the
+    router's token budget, which they ask for directly), and the test that
+    takes the platform down after it; otherwise file order."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("takes_platform_down"):
+            return 2
+        return 1 if item.get_closest_marker("api_fuzz") else 0
+
+    items.sort(key=rank)
 
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:

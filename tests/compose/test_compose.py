@@ -2,7 +2,7 @@
 JSON errors, a worker killed under load, and `down -v` leaving nothing.
 
 The tests share one platform (conftest.py) and run in file order; the last
-one takes it down.
+one takes it down, after every other test of the directory (conftest.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 
+import pytest
 from conftest import PROJECT, WORKERS, Platform, project_resources, wait_for
 
 
@@ -311,6 +312,7 @@ def test_worker_killed_under_load_awards_each_transaction_once(platform: Platfor
     print(f"\nkilled worker held {held} unacknowledged entries; all {total} awarded once")
 
 
+@pytest.mark.takes_platform_down
 def test_down_removes_every_container_network_and_volume(platform: Platform) -> None:
     assert any(project_resources().values())
     platform.compose("down", "-v", "--remove-orphans", "--timeout", "5")
