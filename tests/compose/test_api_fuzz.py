@@ -16,8 +16,8 @@ and result.json with the figures that scripts/test prints as the
 
 Environment:
   API_FUZZ_MAX_EXAMPLES   cases per operation in the fuzzing phase (default
-                          2000; POST /token has its own, in schemathesis.toml)
-  API_FUZZ_TIMEOUT        seconds both runs may take together (default 240)
+                          1500; POST /token has its own, in schemathesis.toml)
+  API_FUZZ_TIMEOUT        seconds both runs may take together (default 180)
   API_FUZZ_SEED           schemathesis's seed, to repeat a run (its log names
                           the seed it used)
 """
@@ -47,8 +47,8 @@ RESULT = OUT / "result.json"
 # into the generated token requests (its path is written there too).
 PASSWORD_DICTIONARY = OUT / "demo-password.dict"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-MAX_EXAMPLES = int(os.environ.get("API_FUZZ_MAX_EXAMPLES", "2000"))
-TIMEOUT = float(os.environ.get("API_FUZZ_TIMEOUT", "240"))
+MAX_EXAMPLES = int(os.environ.get("API_FUZZ_MAX_EXAMPLES", "1500"))
+TIMEOUT = float(os.environ.get("API_FUZZ_TIMEOUT", "180"))
 # A case that hangs fails as one case instead of using up the run's time.
 REQUEST_TIMEOUT = 10
 # The token rate schemathesis.toml sets for POST /token, in requests per second.
