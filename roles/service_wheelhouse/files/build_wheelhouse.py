@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Build the services' wheelhouse on the control node, once per change.
 
-Managed by the python_service role; run with the control node's Python
-(the one running ansible-playbook). It:
+Run by the service_wheelhouse role with the control node's Python (the
+one running ansible-playbook). It:
 
   * hashes its inputs (the requirements lock, the service source trees, the
     target Python version and platforms);
