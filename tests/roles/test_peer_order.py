@@ -45,18 +45,26 @@ def peers_seen(tmp_path: Path, role: str, variable: str, hash_seed: int) -> list
             "vars": {"router_vip_group": "router", "router_vip_address": "10.0.0.100"},
             "tasks": [
                 {"ansible.builtin.include_vars": str(REPO / "roles" / role / "vars" / "main.yml")},
-                {"ansible.builtin.copy": {
-                    "content": "{{ " + variable + " | list | to_json }}",
-                    "dest": str(tmp_path / f"{role}-{hash_seed}.json"),
-                }},
+                {
+                    "ansible.builtin.copy": {
+                        "content": "{{ " + variable + " | list | to_json }}",
+                        "dest": str(tmp_path / f"{role}-{hash_seed}.json"),
+                    }
+                },
             ],
         }
     ]
     (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
     (tmp_path / "playbook.json").write_text(json.dumps(playbook))
     env = dict(os.environ, PYTHONHASHSEED=str(hash_seed), ANSIBLE_STRATEGY="linear")
+    command = [
+        str(ANSIBLE_PLAYBOOK),
+        "-i",
+        str(tmp_path / "inventory.json"),
+        str(tmp_path / "playbook.json"),
+    ]
     subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", str(tmp_path / "inventory.json"), str(tmp_path / "playbook.json")],
+        command,
         cwd=REPO,
         env=env,
         check=True,
