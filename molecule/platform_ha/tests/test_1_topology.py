@@ -104,10 +104,14 @@ def test_a_host_whose_python_cannot_be_served_stops_the_play_before_any_change()
         # An inventory source of its own, merged into the scenario's: only
         # this host claims a Python that no pinned wheel supports.
         extra.write_text(
-            json.dumps({"all": {"hosts": {host: {"python_service_python_version": "3.4.10"}}}})
+            json.dumps({"all": {"hosts": {host: {"service_wheelhouse_python_version": "3.4.10"}}}})
         )
+        # The wheelhouse play, then the service's, as site.yml runs them.
         result = run_playbooks(
-            REPO / "playbooks" / "auth_api.yml", options=("-i", str(extra)), timeout=300
+            REPO / "playbooks" / "wheelhouses.yml",
+            REPO / "playbooks" / "auth_api.yml",
+            options=("-i", str(extra)),
+            timeout=300,
         )
     assert result.returncode != 0, "the play went on with a host it cannot serve"
     report, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
