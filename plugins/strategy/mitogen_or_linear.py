@@ -2,7 +2,7 @@
 
 Mitogen keeps one Python interpreter per host for the whole run instead of
 starting one for every task, which is where most of a converge's time goes
-when nothing needs to change (see the README's performance section).  It only
+when nothing needs to change (see bench/README.md).  It only
 takes over the connection types it knows by their short names (``docker``,
 ``ssh``, ``local``); any other connection type runs as it would without it.
 Without the ``mitogen`` package (an Ansible set up outside this repository's
