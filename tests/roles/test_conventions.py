@@ -11,7 +11,7 @@ Only files are read (PyYAML); no Ansible runs.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -245,13 +245,14 @@ def test_defaults_start_with_the_role_name(role: str) -> None:
 # --- internal variables -----------------------------------------------------------
 
 
+def not_internal(role: str, names: Iterable[tuple[str, str]]) -> list[str]:
+    """The (file, name) pairs whose name lacks the role's internal prefix."""
+    return [f"{file}: {name}" for file, name in names if not name.startswith(f"__{role}_")]
+
+
 def test_registered_results_are_internal(role: str) -> None:
     """A registered result is a module's answer, never an interface: __<role>_*."""
-    wrong = [
-        f"{file}: {name}"
-        for file, name in registered_names(role)
-        if not name.startswith(f"__{role}_")
-    ]
+    wrong = not_internal(role, registered_names(role))
     assert not wrong, f"{role}: register: names not __{role}_*: {wrong}"
 
 
@@ -274,11 +275,7 @@ def test_set_facts_are_internal_or_documented_outputs(role: str) -> None:
 
 def test_task_vars_and_loop_vars_are_internal(role: str) -> None:
     """A task's own `vars:` and `loop_var` live for one task: __<role>_*."""
-    wrong = [
-        f"{file}: {name}"
-        for file, name in task_local_names(role)
-        if not name.startswith(f"__{role}_")
-    ]
+    wrong = not_internal(role, task_local_names(role))
     assert not wrong, f"{role}: task vars/loop_var names not __{role}_*: {wrong}"
 
 
