@@ -14,11 +14,10 @@ Prints, in one run:
 Usage: .venv/bin/python bench/services.py [--seconds 10] [--workers 2]
        [--clients 8] [--backlog 20000] [--samples 200] [--json FILE]
 
-The load generator is plain Python (no wrk on the hosts): --clients
-processes, each opening one connection per request, because gunicorn's sync
-workers close the connection after every response.  Both apps see exactly
-the same client, so the ratio is fair even where the absolute figures are
-limited by the client sharing the CPU.
+The HTTP load comes from wrk (bench/http_load.py), with --clients open
+connections: a client in C that takes a small share of a core, so that the
+servers, not the client, set the figures. Both apps get the same requests,
+so the ratio is fair.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import multiprocessing
 import os
 import shutil
 import signal
@@ -40,6 +38,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import http_load  # bench/http_load.py, beside this file
 
 BIN = Path(sys.executable).parent
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -63,9 +63,9 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
         time.sleep(0.05)
 
 
-def http_status(port: int, path: str) -> int:
+def http_status(port: int, path: str, host: str = HOST) -> int:
     try:
-        connection = http.client.HTTPConnection(HOST, port, timeout=2)
+        connection = http.client.HTTPConnection(host, port, timeout=2)
         connection.request("GET", path)
         status = connection.getresponse().status
         connection.close()
@@ -118,120 +118,6 @@ def serve_hello(port: int, workers: int) -> None:
         return app
 
     serve(factory, HttpSettings(host=HOST, port=port, workers=workers, log_level=30), "hello")
-
-
-# -------------------------------------------------------------------- load
-
-
-def _client(port: int, requests: list[bytes], expect: bytes, stop_at: float, queue: Any) -> None:
-    """One client process: request after request until stop_at.
-
-    Raw sockets: http.client's per-request overhead would otherwise be a
-    large part of what is measured.  ``requests`` are sent in turn.
-    """
-    ok = bad = sent = 0
-    count = len(requests)
-    while time.monotonic() < stop_at:
-        request = requests[sent % count]
-        sent += 1
-        try:
-            with socket.create_connection((HOST, port), timeout=10) as sock:
-                sock.sendall(request)
-                chunks = []
-                while True:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-        except OSError:
-            bad += 1
-            continue
-        if b"".join(chunks)[9:12] == expect:
-            ok += 1
-        else:
-            bad += 1
-    queue.put((ok, bad, sent))
-
-
-def _run_clients(
-    port: int, per_client: list[list[bytes]], expect: int, seconds: float
-) -> tuple[int, int, int, float]:
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    start = time.monotonic()
-    procs = [
-        context.Process(
-            target=_client, args=(port, requests, str(expect).encode(), start + seconds, queue)
-        )
-        for requests in per_client
-    ]
-    for proc in procs:
-        proc.start()
-    results = [queue.get() for _ in procs]
-    for proc in procs:
-        proc.join()
-    elapsed = time.monotonic() - start
-    return (
-        sum(r[0] for r in results),
-        sum(r[1] for r in results),
-        max(r[2] for r in results),
-        elapsed,
-    )
-
-
-class Target:
-    """One thing to load: a port, what each client sends, the success status."""
-
-    def __init__(self, name: str, port: int, per_client: list[list[bytes]], expect: int) -> None:
-        self.name = name
-        self.port = port
-        self.per_client = per_client
-        self.expect = expect
-        self.ok = self.bad = self.most_sent = 0
-        self.elapsed = 0.0
-
-    @property
-    def rps(self) -> float:
-        return self.ok / self.elapsed if self.elapsed else 0.0
-
-
-def drive(targets: list[Target], seconds: float, rounds: int) -> None:
-    """Load each target for ``seconds`` in all, in ``rounds`` alternating turns.
-
-    Short alternating turns rather than one long run each spread any change
-    in the machine's background load (it is shared) over every target.
-    """
-    for target in targets:  # warm-up: every gunicorn worker imports, connects
-        _run_clients(target.port, [r[:1] for r in target.per_client], target.expect, 0.5)
-    for _ in range(rounds):
-        for target in targets:
-            ok, bad, sent, elapsed = _run_clients(
-                target.port, target.per_client, target.expect, seconds / rounds
-            )
-            target.ok += ok
-            target.bad += bad
-            target.elapsed += elapsed
-            target.most_sent = max(target.most_sent, sent)
-
-
-def throughput_figures(hello: Target, reused: Target, fresh: Target) -> dict[str, float | int]:
-    """Requests/s of the three targets and the API's ratios to the bare app."""
-    return {
-        "hello_rps": round(hello.rps, 1),
-        "hello_failures": hello.bad,
-        "transactions_rps": round(reused.rps, 1),
-        "transactions_failures": reused.bad,
-        "transactions_fresh_token_rps": round(fresh.rps, 1),
-        "transactions_fresh_token_failures": fresh.bad,
-        "ratio": round(reused.rps / hello.rps, 3) if hello.rps else 0.0,
-        "ratio_fresh_token": round(fresh.rps / hello.rps, 3) if hello.rps else 0.0,
-    }
-
-
-def build_request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: {HOST}", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 # ------------------------------------------------------------------ workers
@@ -308,7 +194,7 @@ def worker_throughput(
     return backlog / elapsed
 
 
-def stamp_latency(api_port: int, token: str, samples: int) -> list[float]:
+def stamp_latency(api_port: int, token: str, samples: int, host: str = HOST) -> list[float]:
     """Seconds from each 202 to GET /loyalty showing the transaction."""
     headers = {
         "Authorization": f"Bearer {token}",
@@ -317,7 +203,7 @@ def stamp_latency(api_port: int, token: str, samples: int) -> list[float]:
     latencies = []
     seen = None
     for _ in range(samples):
-        connection = http.client.HTTPConnection(HOST, api_port, timeout=10)
+        connection = http.client.HTTPConnection(host, api_port, timeout=10)
         connection.request(
             "POST", "/transactions", body="amount=2000&currency=GBP", headers=headers
         )
@@ -329,7 +215,7 @@ def stamp_latency(api_port: int, token: str, samples: int) -> list[float]:
             raise SystemExit(f"bench: POST /transactions answered {response.status}")
         deadline = accepted + 10
         while True:
-            connection = http.client.HTTPConnection(HOST, api_port, timeout=10)
+            connection = http.client.HTTPConnection(host, api_port, timeout=10)
             connection.request("GET", "/loyalty", headers={"Authorization": f"Bearer {token}"})
             body = json.loads(connection.getresponse().read())
             connection.close()
@@ -371,7 +257,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="load duration per app")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent client processes")
+    parser.add_argument("--clients", type=int, default=8, help="wrk's open connections")
     parser.add_argument("--rounds", type=int, default=3, help="alternating turns per target")
     parser.add_argument("--backlog", type=int, default=20000, help="entries for worker throughput")
     parser.add_argument("--samples", type=int, default=200, help="latency samples")
@@ -446,49 +332,37 @@ def main() -> int:
         wait_until(lambda: http_status(api_port, "/ready") == 200, 20, "the Transaction API")
 
         # 2. requests: the same token each time (a client reuses its token
-        # for its 30 s), and, as the worst case, a different token for every
+        # for its 30 s), and, as the worst case, a new token for every
         # request so that each one pays for the Ed25519 check.
-        body = b"amount=2000&currency=GBP"
-        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        def new_tokens(count: int) -> list[str]:
+            return [make_token(key, 1 + i % 1000) for i in range(count)]
 
-        def transaction(bearer: str) -> bytes:
-            return build_request(
-                "/transactions", body, {"Authorization": f"Bearer {bearer}", **form}
-            )
-
-        fresh_per_client = max(200, int(args.seconds * 4000 / args.clients))
-        fresh = [
-            [transaction(make_token(key, 1 + (c * fresh_per_client + i) % 1000))
-             for i in range(fresh_per_client)]
-            for c in range(args.clients)
-        ]  # fmt: skip
-        hello_request = build_request("/transactions", b"", {})
         targets = [
-            Target("hello", hello_port, [[hello_request]] * args.clients, 200),
-            Target("reused", api_port, [[transaction(token)]] * args.clients, 202),
-            Target("fresh", api_port, fresh, 202),
-        ]  # fmt: skip
-        drive(targets, args.seconds, args.rounds)
+            http_load.Target("hello", f"http://{HOST}:{hello_port}/transactions", token),
+            http_load.Target("reused", f"http://{HOST}:{api_port}/transactions", token),
+            http_load.Target(
+                "fresh", f"http://{HOST}:{api_port}/transactions", fresh_tokens=new_tokens
+            ),
+        ]
+        http_load.drive(targets, args.seconds, args.rounds, args.clients)
         hello_t, reused_t, fresh_t = targets
         queued = client.xlen("loyalty:transactions")
         procs.stop(hello)
 
-        wrapped = fresh_t.most_sent > fresh_per_client
-        figures.update(throughput_figures(*targets), transactions_queued=queued)
+        figures.update(http_load.throughput_figures(*targets), transactions_queued=queued)
         ratio = figures["ratio"]
         fresh_ratio = figures["ratio_fresh_token"]
         print(
             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
-            f"gunicorn sync workers: {args.workers}; client processes: {args.clients}; "
+            f"gunicorn sync workers: {args.workers}; wrk connections: {args.clients}; "
             f"{args.seconds:g} s per target in {args.rounds} alternating rounds"
         )
         print(f"bare Bottle hello                       : {hello_t.rps:8.0f} requests/s "
-              f"({hello_t.bad} failed)")  # fmt: skip
+              f"({hello_t.failures} failed)")  # fmt: skip
         print(f"POST /transactions, token reused        : {reused_t.rps:8.0f} requests/s "
-              f"({reused_t.bad} failed)  ratio {ratio:.2f} (target >= 0.50)")  # fmt: skip
+              f"({reused_t.failures} failed)  ratio {ratio:.2f} (target >= 0.50)")  # fmt: skip
         print(f"POST /transactions, new token each time : {fresh_t.rps:8.0f} requests/s "
-              f"({fresh_t.bad} failed)  ratio {fresh_ratio:.2f}"
-              + (" (token list wrapped: some reuse)" if wrapped else ""))  # fmt: skip
+              f"({fresh_t.failures} failed)  ratio {fresh_ratio:.2f}")  # fmt: skip
         print(f"entries on the stream after the load    : {queued:8d}")
 
         # 3. workers

@@ -40,24 +40,25 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO / "molecule" / "shared"))
-from host_commands import SYSTEMD_HOST_OPTIONS  # noqa: E402  -- the flags that boot a test host
+from hosts import (  # noqa: E402  -- bench/, put on the path above
+    STARTED,
+    dexec,
+    load_average,
+    log,
+    remove_hosts,
+    remove_workers,
+    run,
+    start_hosts,
+)
+from platform_load import API_PORT, HELLO_PORT, award_latency, http_rows, worker_rows  # noqa: E402
+from report import write_results  # noqa: E402
 
-import services  # noqa: E402  -- the service-level benchmark's load generator
-
-NETWORK = "bench"
-SUBNET = "172.30.30.0/24"
 GATEWAY = "172.30.30.1"  # this machine, as the hosts see it
-LABEL = "org.loyalty.bench=1"
 # The hosts' Debian release and image, from LOYALTY_DEBIAN_RELEASE; main()
 # sets them before any host starts.
 RELEASE = ""
 IMAGE = ""
-DEBIAN_VERSIONS = {"trixie": "13", "bookworm": "12"}
 VENV = REPO / ".venv" / "bin"
-HELLO_PORT = 5099
-HELLO_FILE = "/usr/local/lib/bench_hello_app.py"
-API_PORT = 5000
 # Every Debian package a role installs (roles/*/tasks/install.yml, packages.yml).
 APT_PACKAGES = ["nftables", "redis-server", "redis-tools", "haproxy", "socat", "python3-venv"]
 # One virtualenv per Python service, as the roles make them.
@@ -66,33 +67,6 @@ PIP_PACKAGES = {
     "transaction-api": "loyalty-transaction-api",
     "loyalty-worker": "loyalty-worker",
 }
-
-STARTED = time.monotonic()
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.monotonic() - STARTED:6.0f} s] {message}", flush=True)
-
-
-def run(
-    argv: list[str], timeout: float, check: bool = True, **kwargs: Any
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, text=True, capture_output=True, timeout=timeout, **kwargs)
-    if check and result.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(argv)} failed ({result.returncode}): {result.stderr[-2000:]}"
-        )
-    return result
-
-
-def dexec(
-    host: str, command: str, timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    return run(["docker", "exec", host, "bash", "-c", command], timeout=timeout, check=check)
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def release_and_image() -> tuple[str, str]:
@@ -116,110 +90,7 @@ def release_and_image() -> tuple[str, str]:
 # -------------------------------------------------------------- CPU evidence
 
 
-class CpuMeter:
-    """CPU seconds used by each bench container and by the whole machine."""
-
-    def __init__(self, hosts: list[str]) -> None:
-        self.paths = {}
-        for host in hosts:
-            cid = run(["docker", "inspect", "-f", "{{.Id}}", host], 30).stdout.strip()
-            self.paths[host] = Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage")
-
-    @staticmethod
-    def _machine() -> tuple[float, float]:
-        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        idle = fields[3] + fields[4]
-        return sum(fields), idle
-
-    def _read(self) -> dict[str, float]:
-        out = {}
-        for host, path in self.paths.items():
-            try:
-                out[host] = int(path.read_text()) / 1e9
-            except OSError:
-                out[host] = 0.0
-        return out
-
-    def __enter__(self) -> CpuMeter:
-        self.t0 = time.monotonic()
-        self.c0 = self._read()
-        self.m0 = self._machine()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        elapsed = time.monotonic() - self.t0
-        c1 = self._read()
-        m1 = self._machine()
-        total = m1[0] - self.m0[0]
-        self.machine_busy = round(100 * (1 - (m1[1] - self.m0[1]) / total), 1) if total else 0.0
-        # cores used by each container over the window (2.0 = both cores)
-        self.cores = {h: round((c1[h] - self.c0[h]) / elapsed, 2) for h in self.paths}
-        self.elapsed = elapsed
-
-    def summary(self) -> dict[str, Any]:
-        return {"machine_busy_percent": self.machine_busy, "cores_by_host": self.cores}
-
-
 # ------------------------------------------------------------------- hosts
-
-
-def start_hosts(hosts: dict[str, str]) -> None:
-    if run(["docker", "network", "inspect", NETWORK], 30, check=False).returncode != 0:
-        run(["docker", "network", "create", "--subnet", SUBNET, "--label", LABEL, NETWORK], 60)
-    for name, address in hosts.items():
-        assert name.startswith("bench-")
-        run(["docker", "rm", "-f", name], 60, check=False)
-        run(
-            [
-                "docker",
-                "run",
-                "--detach",
-                "--name",
-                name,
-                "--hostname",
-                name,
-                "--label",
-                LABEL,
-                "--network",
-                NETWORK,
-                "--ip",
-                address,
-                *SYSTEMD_HOST_OPTIONS,
-                IMAGE,
-                "/sbin/init",
-            ],
-            120,
-        )
-    for name in hosts:
-        deadline = time.monotonic() + 90
-        while True:
-            state = dexec(name, "systemctl is-system-running", 30, check=False).stdout.strip()
-            if state in ("running", "degraded"):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not boot (systemd says {state!r})")
-            time.sleep(0.5)
-
-
-def remove_hosts() -> None:
-    """Remove this bench's hosts (label and bench-* name both) and its network."""
-    ids = run(["docker", "ps", "-aq", "--filter", f"label={LABEL}"], 60, check=False).stdout.split()
-    names: list[str] = []
-    if ids:
-        inspect = ["docker", "inspect", "-f", "{{.Name}}", *ids]
-        names = run(inspect, 60, check=False).stdout.split()
-    mine = [i for i, n in zip(ids, names, strict=False) if n.lstrip("/").startswith("bench-")]
-    if mine:
-        run(["docker", "rm", "-f", *mine], 120, check=False)
-    run(["docker", "network", "rm", NETWORK], 60, check=False)
-
-
-def remove_workers() -> None:
-    ids = run(["docker", "ps", "-aq", "--filter", f"label={LABEL}"], 60, check=False).stdout.split()
-    for cid in ids:
-        name = run(["docker", "inspect", "-f", "{{.Name}}", cid], 60, check=False).stdout.strip()
-        if name.startswith("/bench-worker-"):
-            run(["docker", "rm", "-f", cid], 120, check=False)
 
 
 # --------------------------------------------------------------- inventory
@@ -360,7 +231,7 @@ def wheelhouse_archive() -> Path:
 
 def floor(host: str) -> dict[str, Any]:
     """Plain apt-get and plain pip on a fresh host: the time the tools themselves need."""
-    start_hosts({host: "172.30.30.50"})
+    start_hosts({host: "172.30.30.50"}, IMAGE)
     archive = wheelhouse_archive()
     start = time.monotonic()
     dexec(
@@ -402,416 +273,7 @@ def floor(host: str) -> dict[str, Any]:
 # --------------------------------------------------------------- throughput
 
 
-def throughput(
-    secrets: Path,
-    hosts: dict[str, dict[str, Any]],
-    seconds: float,
-    clients: int,
-    backlog: int,
-    samples: int,
-) -> dict[str, Any]:
-    import redis
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    api = hosts["bench-api"]["address"]
-    edge = hosts["bench-edge"]["address"]
-    workers = sorted(h for h in hosts if h.startswith("bench-worker-"))
-    key = load_pem_private_key((secrets / "jwt" / "ed25519.key").read_bytes(), password=None)
-    token = services.make_token(key, 1)
-    out: dict[str, Any] = {"clients": clients, "seconds_per_target": seconds}
-
-    # The bare app: same host, same venv, same gunicorn settings and worker count.
-    env_file = dexec("bench-api", "cat /etc/transaction-api/transaction-api.env").stdout
-    concurrency = re.search(r"^WEB_CONCURRENCY=\"?(\d+)", env_file, re.M)
-    web_concurrency = int(concurrency[1]) if concurrency else 2
-    out["gunicorn_workers"] = web_concurrency
-    # Through stdin: docker cp cannot write into the host's /tmp (a tmpfs).
-    run(
-        ["docker", "exec", "-i", "bench-api", "sh", "-c", f"cat > {HELLO_FILE}"],
-        60,
-        input=(REPO / "bench" / "hello_app.py").read_text(),
-    )
-    dexec(
-        "bench-api",
-        f"chmod 644 {HELLO_FILE} && systemd-run --unit=bench-hello "
-        "--uid=transaction-api --gid=transaction-api "
-        f"--setenv=HTTP_PORT={HELLO_PORT} --setenv=WEB_CONCURRENCY={web_concurrency} "
-        "--setenv=LOG_LEVEL=WARNING "
-        f"/opt/transaction-api/venv/bin/python {HELLO_FILE}",
-    )
-    services.HOST = api  # services.py's load generator reads its target address from here
-    services.wait_until(
-        lambda: services.http_status(HELLO_PORT, "/health") == 200, 30, "the bare app"
-    )
-    services.wait_until(
-        lambda: services.http_status(API_PORT, "/ready") == 200, 30, "the Transaction API"
-    )
-
-    body = b"amount=2000&currency=GBP"
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
-
-    def transaction(bearer: str, path: str = "/transactions", close: bool = False) -> bytes:
-        # HAProxy keeps a connection open unless asked not to, and the load
-        # generator reads each answer until the connection closes.
-        extra = {"Connection": "close"} if close else {}
-        return services.build_request(
-            path, body, {"Authorization": f"Bearer {bearer}", **form, **extra}
-        )
-
-    per_client = max(200, int(seconds * 1500 / clients))
-    fresh = [
-        [
-            transaction(services.make_token(key, 1 + (c * per_client + i) % 1000))
-            for i in range(per_client)
-        ]
-        for c in range(clients)
-    ]
-    targets = [
-        services.Target(
-            "hello", HELLO_PORT, [[services.build_request("/transactions", b"", {})]] * clients, 200
-        ),
-        services.Target("reused", API_PORT, [[transaction(token)]] * clients, 202),
-        services.Target("fresh", API_PORT, fresh, 202),
-    ]
-    # The workers pause while the HTTP rows run: on a machine this small they
-    # share its cores with the API host and would award, during the API's
-    # rows only, what the API accepts, taking CPU from it that the bare app
-    # never loses. The stream holds the entries; the worker rows below
-    # measure the workers on their own.
-    for worker in workers:
-        dexec(worker, "systemctl stop 'loyalty-worker@*'", check=False)
-    log(f"load: {clients} client processes, {seconds:g} s per target in 3 rounds, to {api}")
-    with CpuMeter(list(hosts)) as cpu:
-        services.drive(targets, seconds, 3)
-    hello_t, reused_t, fresh_t = targets
-    dexec("bench-api", "systemctl stop bench-hello", check=False)
-    out.update(
-        services.throughput_figures(*targets),
-        http_cpu=cpu.summary(),
-        load_average_after_http=load_average(),
-        http_command=f"bench/run: services.drive() from this machine to {api}:{API_PORT} "
-        "(POST /transactions) "
-        f"and {api}:{HELLO_PORT} (bare Bottle POST /transactions), {clients} clients, "
-        f"{seconds:g} s each in 3 alternating rounds",
-    )
-    log(
-        f"hello {hello_t.rps:.0f}/s, transactions {reused_t.rps:.0f}/s "
-        f"(fresh token {fresh_t.rps:.0f}/s), "
-        f"ratio {out['ratio']}"
-    )
-
-    # Through the router too (prefix /transactions cut by HAProxy).
-    services.HOST = edge
-    router_t = services.Target(
-        "router",
-        80,
-        [[transaction(token, "/transactions/transactions", close=True)]] * clients,
-        202,
-    )
-    services.drive([router_t], seconds / 2, 1)
-    out.update(router_transactions_rps=round(router_t.rps, 1), router_failures=router_t.bad)
-    log(f"through the router: {router_t.rps:.0f}/s ({router_t.bad} failed)")
-
-    # Workers: 1, 2, 4 instances on a stream filled from this machine.
-    password = (secrets / "redis" / "admin.password").read_text().split("\n")[0]
-    rc = redis.Redis(host=hosts["bench-redis"]["address"], password=password, decode_responses=True)
-    layouts = {
-        1: [(workers[0], 1)],
-        2: [(workers[0], 1), (workers[-1], 1)],
-        4: [(workers[0], 1), (workers[0], 2), (workers[-1], 1), (workers[-1], 2)],
-    }
-    if len(workers) < 2:
-        layouts = {n: [(workers[0], i) for i in range(1, n + 1)] for n in (1, 2, 4)}
-    out["workers"] = {}
-    for count, layout in layouts.items():
-        for worker in workers:
-            dexec(worker, "systemctl stop 'loyalty-worker@*'", check=False)
-        rc.delete("loyalty:transactions")
-        for u in range(100):
-            rc.delete(f"loyalty:user:{1000 + u}")
-        rc.xgroup_create("loyalty:transactions", "loyalty-workers", id="$", mkstream=True)
-        for worker, instance in layout:
-            dexec(worker, f"systemctl start loyalty-worker@{instance}")
-        services.wait_until(
-            lambda n=count: len(rc.xinfo_consumers("loyalty:transactions", "loyalty-workers")) >= n,
-            30,
-            f"{count} consumer(s) to join the group",
-        )
-        time.sleep(1.0)
-        with CpuMeter(list(hosts)) as cpu:
-            start = time.monotonic()
-            services.queue_backlog(rc, backlog, batch=500)
-            filled = time.monotonic() - start
-
-            def settled() -> bool:
-                for group in rc.xinfo_groups("loyalty:transactions"):
-                    if group["name"] == "loyalty-workers":
-                        return group["entries-read"] >= backlog and group["pending"] == 0
-                return False
-
-            services.wait_until(settled, 300, f"{count} worker(s) to settle {backlog} entries")
-            elapsed = time.monotonic() - start
-        awarded = sum(
-            int(rc.hget(f"loyalty:user:{1000 + u}", "transactions") or 0) for u in range(100)
-        )
-        out["workers"][str(count)] = {
-            "tps": round(backlog / elapsed, 1),
-            "backlog": backlog,
-            "awarded": awarded,
-            "fill_seconds": round(filled, 2),
-            "instances": [f"{w}:loyalty-worker@{i}" for w, i in layout],
-            "cpu": cpu.summary(),
-            "load_average": load_average(),
-        }
-        log(
-            f"workers x{count}: {backlog / elapsed:.0f} transactions/s "
-            f"({awarded}/{backlog} awarded), "
-            f"cpu {cpu.summary()}"
-        )
-    for worker in workers:
-        dexec(worker, "systemctl start loyalty-worker@1 loyalty-worker@2", check=False)
-        if len(workers) < 2:
-            dexec(worker, "systemctl stop loyalty-worker@3 loyalty-worker@4", check=False)
-    out["workers_command"] = (
-        f"bench/run: {backlog} entries XADDed from this machine to the Redis host while "
-        "systemctl-started loyalty-worker@N units drain them; "
-        "rate = entries / time to all acknowledged"
-    )
-
-    # 202 -> award visible, with the deployed workers (2 hosts x 2 instances).
-    services.HOST = api
-    time.sleep(1.0)
-    latencies = services.stamp_latency(API_PORT, token, samples)
-    out.update(
-        stamp_p50_ms=round(services.percentile(latencies, 0.5) * 1000, 2),
-        stamp_p99_ms=round(services.percentile(latencies, 0.99) * 1000, 2),
-        stamp_max_ms=round(max(latencies) * 1000, 2),
-        stamp_samples=len(latencies),
-        stamp_command=f"bench/run: services.stamp_latency() to {api}:{API_PORT}, "
-        f"{samples} POST then GET /loyalty "
-        "polls, deployed workers",
-    )
-    log(f"202 -> award: p50 {out['stamp_p50_ms']} ms, p99 {out['stamp_p99_ms']} ms")
-    return out
-
-
 # -------------------------------------------------------------------- report
-
-
-def write_results(figures: dict[str, Any], out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "latest.json").write_text(json.dumps(figures, indent=2) + "\n")
-    (out_dir / "latest.md").write_text(markdown(figures))
-    try:
-        chart(figures, out_dir / "latest.png")
-    except Exception as error:  # noqa: BLE001 -- the figures matter more than the chart
-        log(f"chart failed: {error}")
-
-
-def markdown(f: dict[str, Any]) -> str:
-    rows: list[tuple[str, str, str, str]] = []
-    setup5 = "5 fresh bench-* hosts (edge: router+auth, redis, api, worker-1/2), docker connection"
-    fl = f.get("floor")
-    if fl:
-        rows.append(
-            (
-                "Floor: apt-get of the roles' packages",
-                f"{fl['apt_seconds']} s",
-                "apt-get update && apt-get install " + " ".join(fl["apt_packages"]),
-                "1 fresh host",
-            )
-        )
-        rows.append(
-            (
-                "Floor: venv + pip from the wheelhouse (3 venvs)",
-                f"{fl['pip_seconds']} s",
-                "python3 -m venv; pip install --no-index --find-links WH",
-                "same host",
-            )
-        )
-    prov = f.get("provisioning", {})
-    if "first" in prov:
-        ratio = prov.get("first_to_floor_ratio")
-        rows.append(
-            (
-                "First converge of the site",
-                f"{prov['first']['seconds']} s"
-                + (f" ({ratio}x floor, target <= 2x)" if ratio else ""),
-                prov["first"]["command"],
-                setup5,
-            )
-        )
-    if "first_linear" in prov:
-        first_linear = prov["first_linear"]
-        rows.append(
-            (
-                "First converge of the site, plain linear (no Mitogen)",
-                f"{first_linear['seconds']} s",
-                first_linear["command"],
-                setup5,
-            )
-        )
-    for name, second in prov.get("second", {}).items():
-        rows.append(
-            (
-                f"Second converge, {name}",
-                f"{second['seconds']} s, changed={second['changed']}"
-                + (" (target < 20 s)" if name.startswith("configured") else ""),
-                second["command"],
-                setup5,
-            )
-        )
-    t = f.get("throughput")
-    if t:
-        setup = (
-            f"bench-api, gunicorn {t['gunicorn_workers']} sync workers, "
-            f"{t['clients']} client processes here, loyalty workers paused"
-        )
-        rows.append(("Bare Bottle app, POST", f"{t['hello_rps']} req/s", t["http_command"], setup))
-        rows.append(
-            (
-                "Transaction API, POST /transactions (token reused)",
-                f"{t['transactions_rps']} req/s, ratio {t['ratio']} (target >= 0.5)",
-                t["http_command"],
-                setup,
-            )
-        )
-        rows.append(
-            (
-                "Transaction API, new token per request",
-                f"{t['transactions_fresh_token_rps']} req/s, ratio {t['ratio_fresh_token']}",
-                t["http_command"],
-                setup,
-            )
-        )
-        rows.append(
-            (
-                "Transaction API through the router",
-                f"{t['router_transactions_rps']} req/s",
-                "same load to bench-edge:80/transactions/transactions",
-                "router on bench-edge",
-            )
-        )
-        for count, w in t.get("workers", {}).items():
-            rows.append(
-                (
-                    f"Loyalty workers x{count}",
-                    f"{w['tps']} tx/s ({w['awarded']}/{w['backlog']} awarded)",
-                    t["workers_command"],
-                    ", ".join(w["instances"]),
-                )
-            )
-        rows.append(
-            (
-                "202 -> award visible (p50 / p99)",
-                f"{t['stamp_p50_ms']} / {t['stamp_p99_ms']} ms",
-                t["stamp_command"],
-                "2 worker hosts x 2 instances",
-            )
-        )
-    for row in f.get("scale", []):
-        rows.append(
-            (
-                f"First converge, {row['worker_hosts']} worker host(s)",
-                f"{row['seconds']} s",
-                row["command"],
-                row.get("setup", ""),
-            )
-        )
-    lines = [
-        f"Run {f['started_at']} on {f['machine']['cpus']} CPUs; load average at start "
-        f"{f['machine']['load_average_start']}, at end {f['machine'].get('load_average_end')} "
-        "(the machine is shared with other test runs). Whole run: "
-        f"{f.get('duration_seconds')} s.",
-    ]
-    release = f.get("debian_release")
-    if release:
-        version = DEBIAN_VERSIONS.get(release)
-        lines.append(
-            f"Hosts: Debian {version} ({release})" if version else f"Hosts: Debian {release}"
-        )
-        lines[-1] += f", image `{f['host_image']}` ({f['host_image_id'][:19]})."
-    lines += [
-        "",
-        "| figure | value | command | host set-up |",
-        "|---|---|---|---|",
-    ]
-    lines += [f"| {a} | {b} | `{c}` | {d} |" for a, b, c, d in rows]
-    if f.get("errors"):
-        lines += ["", "Errors: " + "; ".join(f["errors"])]
-    if f.get("skipped"):
-        lines += ["", "Skipped: " + "; ".join(f["skipped"])]
-    return "\n".join(lines) + "\n"
-
-
-def chart(f: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
-    ax = axes[0]
-    labels, values = [], []
-    if f.get("floor"):
-        labels.append("floor (apt+pip)")
-        values.append(f["floor"]["seconds"])
-    prov = f.get("provisioning", {})
-    if "first_linear" in prov:
-        labels.append("first (linear)")
-        values.append(prov["first_linear"]["seconds"])
-    if "first" in prov:
-        labels.append("first")
-        values.append(prov["first"]["seconds"])
-    for name, second in prov.get("second", {}).items():
-        labels.append("2nd: " + name)
-        values.append(second["seconds"])
-    ax.bar(range(len(values)), values, color=["grey"] + ["tab:blue"] * (len(values) - 1))
-    ax.set_xticks(range(len(values)), labels, fontsize=7, rotation=40, ha="right")
-    ax.axhline(20, color="red", linestyle=":", linewidth=1)
-    ax.set_ylabel("seconds")
-    ax.set_title("Provisioning, 5 hosts")
-    ax = axes[1]
-    scale = sorted(f.get("scale", []), key=lambda r: r["worker_hosts"])
-    if scale:
-        ax.plot([r["worker_hosts"] for r in scale], [r["seconds"] for r in scale], "o-")
-        for r in scale:
-            ax.annotate(f"{r['seconds']:.0f} s", (r["worker_hosts"], r["seconds"]), fontsize=8)
-    ax.set_xlabel("worker hosts (+ edge, redis, api)")
-    ax.set_ylabel("first converge, seconds")
-    ax.set_title("Scale: provisioning time")
-    ax = axes[2]
-    t = f.get("throughput")
-    if t:
-        names = ["bare\nBottle", "POST\n/transactions", "new token\neach", "via\nrouter"]
-        vals = [
-            t["hello_rps"],
-            t["transactions_rps"],
-            t["transactions_fresh_token_rps"],
-            t["router_transactions_rps"],
-        ]
-        for count, w in t.get("workers", {}).items():
-            names.append(f"workers\nx{count}")
-            vals.append(w["tps"])
-        ax.bar(
-            range(len(vals)),
-            vals,
-            color=["grey"] + ["tab:green"] * 3 + ["tab:orange"] * (len(vals) - 4),
-        )
-        ax.set_xticks(range(len(vals)), names, fontsize=7)
-        ax.set_ylabel("per second")
-        ax.set_title(
-            f"Throughput (202->award p50 {t['stamp_p50_ms']} ms, p99 {t['stamp_p99_ms']} ms)",
-            fontsize=9,
-        )
-    hosts = f" on {f['debian_release']} hosts" if f.get("debian_release") else ""
-    fig.suptitle(
-        f"bench/run {f['started_at']}{hosts}, "
-        f"load average at start {f['machine']['load_average_start'][0]}"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------- main
@@ -827,7 +289,7 @@ def main() -> int:
         "--budget", type=float, default=1500, help="seconds; later rows are skipped past it"
     )
     parser.add_argument("--seconds", type=float, default=8.0, help="HTTP load per target")
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=8, help="wrk's open connections")
     parser.add_argument(
         "--backlog", type=int, default=30000, help="stream entries per worker measurement"
     )
@@ -888,13 +350,13 @@ def main() -> int:
         # configured first converge below is measured beside it in this run.
         linear = {"ANSIBLE_STRATEGY": "linear"}
         if "accelerators" not in skip and not over_budget("first converge, plain linear", 300):
-            start_hosts({n: h["address"] for n, h in hosts5.items()})
+            start_hosts({n: h["address"] for n, h in hosts5.items()}, IMAGE)
             inventory = write_inventory(work / "inventory-5", hosts5, secrets)
             prov["first_linear"] = converge(
                 inventory, "first-5-linear", work, 900, "platform-5-linear", linear
             )
             remove_hosts()
-        start_hosts({n: h["address"] for n, h in hosts5.items()})
+        start_hosts({n: h["address"] for n, h in hosts5.items()}, IMAGE)
         inventory = write_inventory(work / "inventory-5", hosts5, secrets)
         prov["first"] = converge(inventory, "first-5", work, 900, "platform-5")
         if figures.get("floor"):
@@ -938,9 +400,11 @@ def main() -> int:
 
         if "throughput" not in skip and not over_budget("throughput", 150):
             try:
-                figures["throughput"] = throughput(
-                    secrets, hosts5, args.seconds, args.clients, args.backlog, args.samples
-                )
+                figures["throughput"] = {
+                    **http_rows(secrets, hosts5, args.seconds, args.clients),
+                    **worker_rows(secrets, hosts5, args.backlog),
+                    **award_latency(secrets, hosts5, args.samples),
+                }
             except Exception as error:  # noqa: BLE001 -- keep going to the scale rows
                 figures.setdefault("errors", []).append(f"throughput: {error}")
                 log(f"throughput failed: {error}")
@@ -959,13 +423,13 @@ def main() -> int:
             hosts = platform_hosts(count)
             facts = work / "facts" / f"scale-{count}"
             if args.scale_mode == "fresh":
-                start_hosts({n: h["address"] for n, h in hosts.items()})
+                start_hosts({n: h["address"] for n, h in hosts.items()}, IMAGE)
                 setup = f"{count + 3} fresh hosts"
             else:
                 # The core (edge, redis, api) stays provisioned; every worker
                 # host is new, and so are its facts.
                 remove_workers()
-                start_hosts({n: h["address"] for n, h in hosts.items() if "worker" in n})
+                start_hosts({n: h["address"] for n, h in hosts.items() if "worker" in n}, IMAGE)
                 shutil.copytree(work / "facts" / "platform-5", facts)
                 for cached in facts.glob("bench-worker-*"):
                     cached.unlink()

@@ -1,0 +1,228 @@
+"""The bench's report: latest.json, latest.md (each figure with the command
+and hosts that produced it) and latest.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hosts import log
+
+DEBIAN_VERSIONS = {"trixie": "13", "bookworm": "12"}
+
+
+def write_results(figures: dict[str, Any], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "latest.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (out_dir / "latest.md").write_text(markdown(figures))
+    try:
+        chart(figures, out_dir / "latest.png")
+    except Exception as error:  # noqa: BLE001 -- the figures matter more than the chart
+        log(f"chart failed: {error}")
+
+
+def markdown(f: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str, str]] = []
+    setup5 = "5 fresh bench-* hosts (edge: router+auth, redis, api, worker-1/2), docker connection"
+    fl = f.get("floor")
+    if fl:
+        rows.append(
+            (
+                "Floor: apt-get of the roles' packages",
+                f"{fl['apt_seconds']} s",
+                "apt-get update && apt-get install " + " ".join(fl["apt_packages"]),
+                "1 fresh host",
+            )
+        )
+        rows.append(
+            (
+                "Floor: venv + pip from the wheelhouse (3 venvs)",
+                f"{fl['pip_seconds']} s",
+                "python3 -m venv; pip install --no-index --find-links WH",
+                "same host",
+            )
+        )
+    prov = f.get("provisioning", {})
+    if "first" in prov:
+        ratio = prov.get("first_to_floor_ratio")
+        rows.append(
+            (
+                "First converge of the site",
+                f"{prov['first']['seconds']} s"
+                + (f" ({ratio}x floor, target <= 2x)" if ratio else ""),
+                prov["first"]["command"],
+                setup5,
+            )
+        )
+    if "first_linear" in prov:
+        first_linear = prov["first_linear"]
+        rows.append(
+            (
+                "First converge of the site, plain linear (no Mitogen)",
+                f"{first_linear['seconds']} s",
+                first_linear["command"],
+                setup5,
+            )
+        )
+    for name, second in prov.get("second", {}).items():
+        rows.append(
+            (
+                f"Second converge, {name}",
+                f"{second['seconds']} s, changed={second['changed']}"
+                + (" (target < 20 s)" if name.startswith("configured") else ""),
+                second["command"],
+                setup5,
+            )
+        )
+    t = f.get("throughput")
+    if t:
+        setup = (
+            f"bench-api, gunicorn {t['gunicorn_workers']} sync workers, "
+            f"wrk with {t['clients']} connections from here, loyalty workers paused"
+        )
+        rows.append(("Bare Bottle app, POST", f"{t['hello_rps']} req/s", t["http_command"], setup))
+        rows.append(
+            (
+                "Transaction API, POST /transactions (token reused)",
+                f"{t['transactions_rps']} req/s, ratio {t['ratio']} (target >= 0.5)",
+                t["http_command"],
+                setup,
+            )
+        )
+        rows.append(
+            (
+                "Transaction API, new token per request",
+                f"{t['transactions_fresh_token_rps']} req/s, ratio {t['ratio_fresh_token']}",
+                t["http_command"],
+                setup,
+            )
+        )
+        rows.append(
+            (
+                "Transaction API through the router",
+                f"{t['router_transactions_rps']} req/s",
+                "same load to bench-edge:80/transactions/transactions",
+                "router on bench-edge",
+            )
+        )
+        for count, w in t.get("workers", {}).items():
+            rows.append(
+                (
+                    f"Loyalty workers x{count}",
+                    f"{w['tps']} tx/s ({w['awarded']}/{w['backlog']} awarded)",
+                    t["workers_command"],
+                    ", ".join(w["instances"]),
+                )
+            )
+        rows.append(
+            (
+                "202 -> award visible (p50 / p99)",
+                f"{t['stamp_p50_ms']} / {t['stamp_p99_ms']} ms",
+                t["stamp_command"],
+                "2 worker hosts x 2 instances",
+            )
+        )
+    for row in f.get("scale", []):
+        rows.append(
+            (
+                f"First converge, {row['worker_hosts']} worker host(s)",
+                f"{row['seconds']} s",
+                row["command"],
+                row.get("setup", ""),
+            )
+        )
+    lines = [
+        f"Run {f['started_at']} on {f['machine']['cpus']} CPUs; load average at start "
+        f"{f['machine']['load_average_start']}, at end {f['machine'].get('load_average_end')} "
+        "(the machine is shared with other test runs). Whole run: "
+        f"{f.get('duration_seconds')} s.",
+    ]
+    release = f.get("debian_release")
+    if release:
+        version = DEBIAN_VERSIONS.get(release)
+        lines.append(
+            f"Hosts: Debian {version} ({release})" if version else f"Hosts: Debian {release}"
+        )
+        lines[-1] += f", image `{f['host_image']}` ({f['host_image_id'][:19]})."
+    lines += [
+        "",
+        "| figure | value | command | host set-up |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | `{c}` | {d} |" for a, b, c, d in rows]
+    if f.get("errors"):
+        lines += ["", "Errors: " + "; ".join(f["errors"])]
+    if f.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(f["skipped"])]
+    return "\n".join(lines) + "\n"
+
+
+def chart(f: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
+    ax = axes[0]
+    labels, values = [], []
+    if f.get("floor"):
+        labels.append("floor (apt+pip)")
+        values.append(f["floor"]["seconds"])
+    prov = f.get("provisioning", {})
+    if "first_linear" in prov:
+        labels.append("first (linear)")
+        values.append(prov["first_linear"]["seconds"])
+    if "first" in prov:
+        labels.append("first")
+        values.append(prov["first"]["seconds"])
+    for name, second in prov.get("second", {}).items():
+        labels.append("2nd: " + name)
+        values.append(second["seconds"])
+    ax.bar(range(len(values)), values, color=["grey"] + ["tab:blue"] * (len(values) - 1))
+    ax.set_xticks(range(len(values)), labels, fontsize=7, rotation=40, ha="right")
+    ax.axhline(20, color="red", linestyle=":", linewidth=1)
+    ax.set_ylabel("seconds")
+    ax.set_title("Provisioning, 5 hosts")
+    ax = axes[1]
+    scale = sorted(f.get("scale", []), key=lambda r: r["worker_hosts"])
+    if scale:
+        ax.plot([r["worker_hosts"] for r in scale], [r["seconds"] for r in scale], "o-")
+        for r in scale:
+            ax.annotate(f"{r['seconds']:.0f} s", (r["worker_hosts"], r["seconds"]), fontsize=8)
+    ax.set_xlabel("worker hosts (+ edge, redis, api)")
+    ax.set_ylabel("first converge, seconds")
+    ax.set_title("Scale: provisioning time")
+    ax = axes[2]
+    t = f.get("throughput")
+    if t:
+        names = ["bare\nBottle", "POST\n/transactions", "new token\neach", "via\nrouter"]
+        vals = [
+            t["hello_rps"],
+            t["transactions_rps"],
+            t["transactions_fresh_token_rps"],
+            t["router_transactions_rps"],
+        ]
+        for count, w in t.get("workers", {}).items():
+            names.append(f"workers\nx{count}")
+            vals.append(w["tps"])
+        ax.bar(
+            range(len(vals)),
+            vals,
+            color=["grey"] + ["tab:green"] * 3 + ["tab:orange"] * (len(vals) - 4),
+        )
+        ax.set_xticks(range(len(vals)), names, fontsize=7)
+        ax.set_ylabel("per second")
+        ax.set_title(
+            f"Throughput (202->award p50 {t['stamp_p50_ms']} ms, p99 {t['stamp_p99_ms']} ms)",
+            fontsize=9,
+        )
+    hosts = f" on {f['debian_release']} hosts" if f.get("debian_release") else ""
+    fig.suptitle(
+        f"bench/run {f['started_at']}{hosts}, "
+        f"load average at start {f['machine']['load_average_start'][0]}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
