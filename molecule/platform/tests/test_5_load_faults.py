@@ -9,6 +9,8 @@ saw are the expected ones only.
 
 from __future__ import annotations
 
+import re
+
 from helpers import (
     FIGURES,
     USERS,
@@ -71,6 +73,16 @@ def router_server_state(server: str) -> str:
         if len(fields) > 17 and fields[1] == server:
             return fields[17]
     return "absent"
+
+
+def router_log_of_errors() -> str:
+    """The router's access-log lines of the last minutes with a 5xx other
+    than 503: the termination state in them says which side closed first."""
+    log_lines = docker(
+        "exec", "platform-edge", "journalctl", "-u", "haproxy", "-o", "cat", "--since", "-10min"
+    ).stdout.splitlines()
+    errors = [line for line in log_lines if re.search(r"/-?[0-9]+ 50[0-24-9] ", line)]
+    return "\n".join(errors)[-3000:]
 
 
 def test_burst_with_faults_awards_every_accepted_transaction_exactly_once():
@@ -191,7 +203,10 @@ def test_burst_with_faults_awards_every_accepted_transaction_exactly_once():
     assert killed_restarts >= 1, "loyalty-worker@1 on platform-worker-1 was not restarted"
     assert api_2_state.startswith("DOWN"), f"router saw the stopped API host as {api_2_state}"
     assert not hangs, f"{len(hangs)} requests without an answer, e.g. {hangs[:3]}"
-    assert not unexpected, f"statuses other than 202/503: {unexpected[:5]}"
+    assert not unexpected, (
+        f"statuses other than 202/503: {unexpected[:5]}; the router's log of them "
+        f"(termination state after the status):\n{router_log_of_errors()}"
+    )
     late = [(round(o.started - t0, 1), o.error) for o in other_503[:5]]
     assert not other_503, f"503 outside the Redis restart: {late}"
     assert not api_failures, f"failures while an API host was stopped: {api_failures[:5]}"
