@@ -127,6 +127,39 @@ def start_hosts(hosts: dict[str, str], image: str) -> None:
             time.sleep(0.5)
 
 
+LOAD_HOST = "bench-load"
+LOAD_ADDRESS = "172.30.30.5"
+# The load namespace's own TCP settings (net.* sysctls are per namespace;
+# the machine's own are left as they are). Every request to a gunicorn
+# sync worker is a new connection, and the client side keeps each closed
+# one in TIME_WAIT for 60 s: with the kernel's default tcp_tw_reuse=2
+# (reuse on loopback only) and 28 232 ports, a client could open only about
+# 470 connections a second to one address and port once the first 28 000
+# were used. tcp_tw_reuse=1 frees a port a second after it closed.
+LOAD_SYSCTLS = {
+    "net.ipv4.tcp_tw_reuse": "1",
+    "net.ipv4.ip_local_port_range": "15000 64999",
+}
+
+
+def start_load_namespace(image: str) -> str:
+    """A container on the bench network that only holds a network namespace
+    for wrk (its /proc/PID/ns/net path is returned): wrk still runs here, on
+    this machine's CPUs and files, entering only that namespace (nsenter)."""
+    if run(["docker", "network", "inspect", NETWORK], 30, check=False).returncode != 0:
+        run(["docker", "network", "create", "--subnet", SUBNET, "--label", LABEL, NETWORK], 60)
+    run(["docker", "rm", "-f", LOAD_HOST], 60, check=False)
+    sysctls = [arg for key, value in LOAD_SYSCTLS.items() for arg in ("--sysctl", f"{key}={value}")]
+    run(
+        ["docker", "run", "--detach", "--name", LOAD_HOST, "--label", LABEL,
+         "--network", NETWORK, "--ip", LOAD_ADDRESS, *sysctls,
+         "--entrypoint", "sleep", image, "infinity"],
+        120,
+    )  # fmt: skip
+    pid = run(["docker", "inspect", "-f", "{{.State.Pid}}", LOAD_HOST], 30).stdout.strip()
+    return f"/proc/{pid}/ns/net"
+
+
 def remove_hosts() -> None:
     """Remove this bench's hosts (label and bench-* name both) and its network."""
     ids = run(["docker", "ps", "-aq", "--filter", f"label={LABEL}"], 60, check=False).stdout.split()

@@ -75,54 +75,7 @@ def markdown(f: dict[str, Any]) -> str:
                 setup5,
             )
         )
-    t = f.get("throughput")
-    if t:
-        setup = (
-            f"bench-api, gunicorn {t['gunicorn_workers']} sync workers, "
-            f"wrk with {t['clients']} connections from here, loyalty workers paused"
-        )
-        rows.append(("Bare Bottle app, POST", f"{t['hello_rps']} req/s", t["http_command"], setup))
-        rows.append(
-            (
-                "Transaction API, POST /transactions (token reused)",
-                f"{t['transactions_rps']} req/s, ratio {t['ratio']} (target >= 0.5)",
-                t["http_command"],
-                setup,
-            )
-        )
-        rows.append(
-            (
-                "Transaction API, new token per request",
-                f"{t['transactions_fresh_token_rps']} req/s, ratio {t['ratio_fresh_token']}",
-                t["http_command"],
-                setup,
-            )
-        )
-        rows.append(
-            (
-                "Transaction API through the router",
-                f"{t['router_transactions_rps']} req/s",
-                "same load to bench-edge:80/transactions/transactions",
-                "router on bench-edge",
-            )
-        )
-        for count, w in t.get("workers", {}).items():
-            rows.append(
-                (
-                    f"Loyalty workers x{count}",
-                    f"{w['tps']} tx/s ({w['awarded']}/{w['backlog']} awarded)",
-                    t["workers_command"],
-                    ", ".join(w["instances"]),
-                )
-            )
-        rows.append(
-            (
-                "202 -> award visible (p50 / p99)",
-                f"{t['stamp_p50_ms']} / {t['stamp_p99_ms']} ms",
-                t["stamp_command"],
-                "2 worker hosts x 2 instances",
-            )
-        )
+    rows += throughput_rows(f.get("throughput", {}))
     for row in f.get("scale", []):
         rows.append(
             (
@@ -158,6 +111,59 @@ def markdown(f: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def throughput_rows(t: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The rows of the throughput parts that ran (each part adds its own keys)."""
+    rows: list[tuple[str, str, str, str]] = []
+    if "hello_rps" in t:
+        setup = (
+            f"bench-api, gunicorn {t['gunicorn_workers']} sync workers, "
+            f"wrk with {t['clients']} connections from here, loyalty workers paused"
+        )
+        rows += [
+            ("Bare Bottle app, POST", f"{t['hello_rps']} req/s", t["http_command"], setup),
+            (
+                "Transaction API, POST /transactions (token reused)",
+                f"{t['transactions_rps']} req/s, ratio {t['ratio']} (target >= 0.5)",
+                t["http_command"],
+                setup,
+            ),
+            (
+                "Transaction API, new token per request",
+                f"{t['transactions_fresh_token_rps']} req/s, ratio {t['ratio_fresh_token']}",
+                t["http_command"],
+                setup,
+            ),
+        ]
+    if "router_transactions_rps" in t:
+        rows.append(
+            (
+                "Transaction API through the router",
+                f"{t['router_transactions_rps']} req/s",
+                t.get("router_command", "same load to bench-edge:80/transactions/transactions"),
+                "router on bench-edge, loyalty workers paused",
+            )
+        )
+    for count, w in t.get("workers", {}).items():
+        rows.append(
+            (
+                f"Loyalty workers x{count}",
+                f"{w['tps']} tx/s ({w['awarded']}/{w['backlog']} awarded)",
+                t["workers_command"],
+                ", ".join(w["instances"]),
+            )
+        )
+    if "stamp_p50_ms" in t:
+        rows.append(
+            (
+                "202 -> award visible (p50 / p99)",
+                f"{t['stamp_p50_ms']} / {t['stamp_p99_ms']} ms",
+                t["stamp_command"],
+                "2 worker hosts x 2 instances",
+            )
+        )
+    return rows
+
+
 def chart(f: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -180,7 +186,8 @@ def chart(f: dict[str, Any], path: Path) -> None:
     for name, second in prov.get("second", {}).items():
         labels.append("2nd: " + name)
         values.append(second["seconds"])
-    ax.bar(range(len(values)), values, color=["grey"] + ["tab:blue"] * (len(values) - 1))
+    colors = ["grey" if label.startswith("floor") else "tab:blue" for label in labels]
+    ax.bar(range(len(values)), values, color=colors)
     ax.set_xticks(range(len(values)), labels, fontsize=7, rotation=40, ha="right")
     ax.axhline(20, color="red", linestyle=":", linewidth=1)
     ax.set_ylabel("seconds")
@@ -195,29 +202,23 @@ def chart(f: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("first converge, seconds")
     ax.set_title("Scale: provisioning time")
     ax = axes[2]
-    t = f.get("throughput")
-    if t:
-        names = ["bare\nBottle", "POST\n/transactions", "new token\neach", "via\nrouter"]
-        vals = [
-            t["hello_rps"],
-            t["transactions_rps"],
-            t["transactions_fresh_token_rps"],
-            t["router_transactions_rps"],
-        ]
-        for count, w in t.get("workers", {}).items():
-            names.append(f"workers\nx{count}")
-            vals.append(w["tps"])
-        ax.bar(
-            range(len(vals)),
-            vals,
-            color=["grey"] + ["tab:green"] * 3 + ["tab:orange"] * (len(vals) - 4),
-        )
-        ax.set_xticks(range(len(vals)), names, fontsize=7)
+    t = f.get("throughput", {})
+    bars = [
+        ("bare\nBottle", t.get("hello_rps"), "grey"),
+        ("POST\n/transactions", t.get("transactions_rps"), "tab:green"),
+        ("new token\neach", t.get("transactions_fresh_token_rps"), "tab:green"),
+        ("via\nrouter", t.get("router_transactions_rps"), "tab:green"),
+    ]
+    bars += [(f"workers\nx{n}", w["tps"], "tab:orange") for n, w in t.get("workers", {}).items()]
+    bars = [bar for bar in bars if bar[1] is not None]
+    if bars:
+        ax.bar(range(len(bars)), [b[1] for b in bars], color=[b[2] for b in bars])
+        ax.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=7)
         ax.set_ylabel("per second")
-        ax.set_title(
-            f"Throughput (202->award p50 {t['stamp_p50_ms']} ms, p99 {t['stamp_p99_ms']} ms)",
-            fontsize=9,
-        )
+    title = "Throughput (HTTP load from wrk)"
+    if "stamp_p50_ms" in t:
+        title += f", 202->award p50 {t['stamp_p50_ms']} ms, p99 {t['stamp_p99_ms']} ms"
+    ax.set_title(title, fontsize=9)
     hosts = f" on {f['debian_release']} hosts" if f.get("debian_release") else ""
     fig.suptitle(
         f"bench/run {f['started_at']}{hosts}, "

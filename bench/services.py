@@ -23,7 +23,6 @@ so the ratio is fair.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
@@ -34,12 +33,21 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import http_load  # bench/http_load.py, beside this file
+# bench/http_load.py and bench/probes.py, beside this file
+import http_load
+from probes import (
+    http_status,
+    make_token,
+    new_tokens,
+    percentile,
+    queue_backlog,
+    stamp_latency,
+    wait_until,
+)
 
 BIN = Path(sys.executable).parent
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -53,25 +61,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def http_status(port: int, path: str, host: str = HOST) -> int:
-    try:
-        connection = http.client.HTTPConnection(host, port, timeout=2)
-        connection.request("GET", path)
-        status = connection.getresponse().status
-        connection.close()
-        return status
-    except OSError:
-        return 0
 
 
 class Processes:
@@ -134,29 +123,6 @@ def worker_command() -> list[str] | None:
     return [sys.executable, "-m", "loyalty_worker"]
 
 
-def queue_backlog(redis_client: Any, count: int, batch: int = 1000) -> None:
-    """Put ``count`` synthetic transactions of 100 users on the stream, in pipelined batches."""
-    from loyalty_common import TRANSACTIONS_STREAM
-
-    pipe = redis_client.pipeline(transaction=False)
-    for i in range(count):
-        user = 1000 + i % 100
-        pipe.xadd(
-            TRANSACTIONS_STREAM,
-            {
-                "transaction_id": str(uuid.uuid4()),
-                "user_id": str(user),
-                "username": f"user{user}",
-                "amount": "2000",
-                "currency": "GBP",
-                "accepted_at": "2026-01-01T00:00:00.000Z",
-            },
-        )
-        if i % batch == batch - 1:
-            pipe.execute()
-    pipe.execute()
-
-
 def worker_throughput(
     redis_client: Any, procs: Processes, command: list[str], env: dict[str, str],
     count: int, backlog: int, logs: Path,
@@ -194,63 +160,7 @@ def worker_throughput(
     return backlog / elapsed
 
 
-def stamp_latency(api_port: int, token: str, samples: int, host: str = HOST) -> list[float]:
-    """Seconds from each 202 to GET /loyalty showing the transaction."""
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
-    latencies = []
-    seen = None
-    for _ in range(samples):
-        connection = http.client.HTTPConnection(host, api_port, timeout=10)
-        connection.request(
-            "POST", "/transactions", body="amount=2000&currency=GBP", headers=headers
-        )
-        response = connection.getresponse()
-        response.read()
-        accepted = time.perf_counter()
-        connection.close()
-        if response.status != 202:
-            raise SystemExit(f"bench: POST /transactions answered {response.status}")
-        deadline = accepted + 10
-        while True:
-            connection = http.client.HTTPConnection(host, api_port, timeout=10)
-            connection.request("GET", "/loyalty", headers={"Authorization": f"Bearer {token}"})
-            body = json.loads(connection.getresponse().read())
-            connection.close()
-            if seen is None:
-                seen = body["transactions"] - 1  # first sample: count before it
-            if body["transactions"] > seen:
-                latencies.append(time.perf_counter() - accepted)
-                seen = body["transactions"]
-                break
-            if time.perf_counter() > deadline:
-                raise SystemExit("bench: a transaction was not awarded within 10 s")
-            time.sleep(0.0005)
-    return latencies
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
-    return ordered[index]
-
-
 # --------------------------------------------------------------------- main
-
-
-def make_token(key: Any, user_id: int) -> str:
-    """A token as the Auth API makes them, valid for an hour."""
-    import jwt
-
-    now = int(time.time())
-    claims = {
-        "user_id": user_id, "username": f"user{user_id}", "can_transact": True,
-        "sub": str(user_id), "iat": now, "exp": now + 3600, "jti": uuid.uuid4().hex,
-        "iss": "loyalty-auth",
-    }  # fmt: skip
-    return jwt.encode(claims, key, algorithm="EdDSA")
 
 
 def main() -> int:
@@ -328,21 +238,17 @@ def main() -> int:
         api_port = free_port()
         api_env = {**base_env, "HTTP_PORT": str(api_port), "JWT_PUBLIC_KEY_FILE": str(public)}
         api = procs.start([str(BIN / "transaction-api")], api_env, tmp / "transaction-api.log")
-        wait_until(lambda: http_status(hello_port, "/") == 404, 20, "the hello app")
-        wait_until(lambda: http_status(api_port, "/ready") == 200, 20, "the Transaction API")
+        wait_until(lambda: http_status(HOST, hello_port, "/") == 404, 20, "the hello app")
+        wait_until(lambda: http_status(HOST, api_port, "/ready") == 200, 20, "the Transaction API")
 
         # 2. requests: the same token each time (a client reuses its token
         # for its 30 s), and, as the worst case, a new token for every
         # request so that each one pays for the Ed25519 check.
-        def new_tokens(count: int) -> list[str]:
-            return [make_token(key, 1 + i % 1000) for i in range(count)]
-
+        api_url = f"http://{HOST}:{api_port}/transactions"
         targets = [
             http_load.Target("hello", f"http://{HOST}:{hello_port}/transactions", token),
-            http_load.Target("reused", f"http://{HOST}:{api_port}/transactions", token),
-            http_load.Target(
-                "fresh", f"http://{HOST}:{api_port}/transactions", fresh_tokens=new_tokens
-            ),
+            http_load.Target("reused", api_url, token),
+            http_load.Target("fresh", api_url, fresh_tokens=partial(new_tokens, key)),
         ]
         http_load.drive(targets, args.seconds, args.rounds, args.clients)
         hello_t, reused_t, fresh_t = targets
@@ -389,7 +295,7 @@ def main() -> int:
                 )
                 for n in range(2)
             ]
-            latencies = stamp_latency(api_port, token, args.samples)
+            latencies = stamp_latency(HOST, api_port, token, args.samples)
             p50 = percentile(latencies, 0.50) * 1000
             p99 = percentile(latencies, 0.99) * 1000
             figures.update(
