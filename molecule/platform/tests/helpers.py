@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import os
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import http_requests
 import loyalty_redis
@@ -36,7 +38,10 @@ ADDRESSES = {
     "platform-outsider": "172.30.10.30",
 }
 ROUTER = ADDRESSES["platform-edge"]
-ROUTER_PORT = 80
+ROUTER_PORT = 443
+# The router's plain port: it only redirects to HTTPS.
+ROUTER_PLAIN_PORT = 80
+CA_FILE = SECRETS / "tls" / "ca.crt"
 API_HOSTS = ["platform-api-1", "platform-api-2"]
 WORKER_HOSTS = ["platform-worker-1", "platform-worker-2"]
 ALL_HOSTS = list(ADDRESSES)
@@ -124,7 +129,19 @@ def wait_until_drained(timeout: float = 120) -> None:
 
 # One request through the router (`host=`, `port=` may name another server);
 # returns (status, headers, parsed JSON or text).
-request = functools.partial(http_requests.request, host=ROUTER, port=ROUTER_PORT)
+@functools.cache
+def tls() -> ssl.SSLContext:
+    """Trusts the platform's CA only; host names (here the router's address,
+    in its certificate) are checked."""
+    return http_requests.tls_context(str(CA_FILE))
+
+
+def request(*args: Any, **kwargs: Any) -> http_requests.Answer:
+    """Over HTTPS to the router unless `host=`, `port=` or `context=` say otherwise."""
+    kwargs.setdefault("host", ROUTER)
+    kwargs.setdefault("port", ROUTER_PORT)
+    kwargs.setdefault("context", tls())
+    return http_requests.request(*args, **kwargs)
 
 
 # One cache of tokens for every test of the run: the router limits how
@@ -132,11 +149,24 @@ request = functools.partial(http_requests.request, host=ROUTER, port=ROUTER_PORT
 TOKENS = Tokens(request, demo_password)
 
 
+# What the router presents to the APIs, and trusts: the edge host's own
+# certificate, key and CA, as the Auth API on the same host has them.
+CURL_TLS = [
+    "--cacert",
+    "/etc/auth-api/tls-ca.pem",
+    "--cert",
+    "/etc/auth-api/tls-certificate.pem",
+    "--key",
+    "/etc/auth-api/tls-private-key.pem",
+]
+
+
 def curl_from_edge(address: str, path: str, token: str, method: str = "POST") -> tuple[int, str]:
     """From the router host (the only host the firewall lets reach an API)."""
     command = [
         "curl",
         "-sS",
+        *CURL_TLS,
         "--max-time",
         "10",
         "-o",
@@ -150,7 +180,7 @@ def curl_from_edge(address: str, path: str, token: str, method: str = "POST") ->
     ]
     if method == "POST":
         command += ["--data-urlencode", "amount=100", "--data-urlencode", "currency=EUR"]
-    out = dexec("platform-edge", *command, f"http://{address}:5000{path}", timeout=30).stdout
+    out = dexec("platform-edge", *command, f"https://{address}:5000{path}", timeout=30).stdout
     body, _, code = out.rpartition("\n")
     return int(code), body
 
@@ -166,13 +196,14 @@ def curl_ready_from_edge(timeout: float = 120) -> None:
                 "platform-edge",
                 "curl",
                 "-s",
+                *CURL_TLS,
                 "-o",
                 "/dev/null",
                 "-w",
                 "%{http_code}",
                 "--max-time",
                 "3",
-                f"http://{ADDRESSES[host]}:5000/ready",
+                f"https://{ADDRESSES[host]}:5000/ready",
                 check=False,
                 timeout=30,
             )

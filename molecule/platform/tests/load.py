@@ -9,7 +9,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from helpers import ROUTER, ROUTER_PORT, TOKENS, log, request
+from helpers import ROUTER, ROUTER_PORT, TOKENS, log, request, tls
+from http_requests import connection
 from load_schedule import ScheduledLoad
 
 CLIENT_TIMEOUT = 15  # seconds; a request not answered by then counts as a hang
@@ -90,7 +91,7 @@ class Client(ScheduledLoad):
                 )
                 continue
             if conn is None:
-                conn = http.client.HTTPConnection(ROUTER, ROUTER_PORT, timeout=CLIENT_TIMEOUT)
+                conn = connection(ROUTER, ROUTER_PORT, timeout=CLIENT_TIMEOUT, context=tls())
                 reused = False
             started = time.monotonic()
             try:
@@ -104,7 +105,7 @@ class Client(ScheduledLoad):
                     if not reused:
                         raise
                     conn.close()
-                    conn = http.client.HTTPConnection(ROUTER, ROUTER_PORT, timeout=CLIENT_TIMEOUT)
+                    conn = connection(ROUTER, ROUTER_PORT, timeout=CLIENT_TIMEOUT, context=tls())
                     with self._lock:
                         self.stale_retries += 1
                     status, headers, body = send(conn, user, key, amount, token)

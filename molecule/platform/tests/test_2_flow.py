@@ -15,8 +15,10 @@ import pytest
 from helpers import (
     ADDRESSES,
     API_HOSTS,
+    CA_FILE,
     FIGURES,
     ROUTER,
+    ROUTER_PLAIN_PORT,
     SECRETS,
     STATE,
     TOKENS,
@@ -26,16 +28,17 @@ from helpers import (
 )
 from tokens import claims_of, encode, header_of, mint, segment
 
-BASE = f"http://{ROUTER}"
+BASE = f"https://{ROUTER}"
 # The Auth API's signing key, for the tokens this file signs itself.
 PRIVATE_KEY = SECRETS / "jwt" / "ed25519.key"
 
 
 def httpie(*args: str) -> tuple[int, dict | str]:
-    """Run HTTPie as a user would (the README's commands), return (status, body)."""
-    http = shutil.which("http") or str(Path(sys.executable).with_name("http"))
+    """Run HTTPie's `https` as a user would (the README's commands, the
+    platform's CA given with --verify), return (status, body)."""
+    https = shutil.which("https") or str(Path(sys.executable).with_name("https"))
     result = subprocess.run(
-        [http, "--ignore-stdin", "--print=hb", "--timeout=10", *args],
+        [https, "--ignore-stdin", "--print=hb", "--timeout=10", f"--verify={CA_FILE}", *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -89,6 +92,16 @@ def test_whole_flow_with_httpie():
         "--form", "POST", f"{BASE}/authentication/token", "username=alice", "password=wrong"
     )
     assert status == 401, body
+
+
+def test_plain_http_is_redirected_to_the_same_path_over_https():
+    path = "/transactions/loyalty?x=1"
+    status, headers, _ = request("GET", path, port=ROUTER_PLAIN_PORT, context=None)
+    assert status == 308, headers
+    assert headers["Location"] == f"https://{ROUTER}{path}"
+    status, headers, _ = request("GET", "/authentication/health")
+    assert status == 200
+    assert "max-age=" in headers.get("Strict-Transport-Security", ""), dict(headers)
 
 
 def test_health_through_the_router():

@@ -18,6 +18,7 @@ EVERYONE = set(ALL_HOSTS) | {CONTROL}
 # A host reaching its own address goes over loopback, so it is left out.
 ALLOWED = {
     ("platform-edge", 80): EVERYONE,
+    ("platform-edge", 443): EVERYONE,
     ("platform-edge", 5000): {"platform-edge"},
     ("platform-edge", 8404): set(),
     ("platform-redis", 6379): REDIS_CLIENTS,

@@ -10,9 +10,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import http_requests
 import loyalty_redis
@@ -34,7 +36,8 @@ ADDRESSES = {
 }
 HOST_BY_ADDRESS = {address: host for host, address in ADDRESSES.items()}
 VIP = "172.30.11.100"
-ROUTER_PORT = 80
+ROUTER_PORT = 443
+CA_FILE = SECRETS / "tls" / "ca.crt"
 EDGE_HOSTS = ["platform_ha-edge-1", "platform_ha-edge-2"]
 REDIS_HOSTS = ["platform_ha-redis-1", "platform_ha-redis-2", "platform_ha-redis-3"]
 WORKER_HOSTS = ["platform_ha-redis-2", "platform_ha-redis-3"]
@@ -193,7 +196,19 @@ def vip_holder() -> str | None:
 
 # One request through the floating address; returns (status, headers,
 # parsed JSON or text).
-request = functools.partial(http_requests.request, host=VIP, port=ROUTER_PORT)
+@functools.cache
+def tls() -> ssl.SSLContext:
+    """Trusts the platform's CA only; the floating address is in both
+    routers' certificates, and is checked."""
+    return http_requests.tls_context(str(CA_FILE))
+
+
+def request(*args: Any, **kwargs: Any) -> http_requests.Answer:
+    """Over HTTPS to the floating address unless keyword arguments say otherwise."""
+    kwargs.setdefault("host", VIP)
+    kwargs.setdefault("port", ROUTER_PORT)
+    kwargs.setdefault("context", tls())
+    return http_requests.request(*args, **kwargs)
 
 
 # One cache of tokens for every test of the run: the router limits how

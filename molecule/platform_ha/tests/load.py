@@ -10,7 +10,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from helpers import ROUTER_PORT, TOKENS, VIP, request
+from helpers import ROUTER_PORT, TOKENS, VIP, request, tls
+from http_requests import connection
 from load_schedule import ScheduledLoad
 
 CLIENT_TIMEOUT = 10  # seconds for one attempt
@@ -88,7 +89,7 @@ class Client(ScheduledLoad):
             try:
                 token = TOKENS.get_lenient(tx.user, wait=TOKEN_WAIT)
                 if conn is None:
-                    conn = http.client.HTTPConnection(VIP, ROUTER_PORT, timeout=CLIENT_TIMEOUT)
+                    conn = connection(VIP, ROUTER_PORT, timeout=CLIENT_TIMEOUT, context=tls())
                 status, headers, body = request(
                     "POST",
                     "/transactions/transactions",

@@ -167,7 +167,7 @@ def test_floating_address_is_on_the_first_router_and_answers():
         assert time.monotonic() < deadline, f"floating address on {vip_holder()}"
         time.sleep(1)
     status, _, _ = request("GET", "/transactions/health")
-    assert status == 200, f"http://{VIP}/transactions/health -> {status}"
+    assert status == 200, f"https://{VIP}/transactions/health -> {status}"
     for host in EDGE_HOSTS:
         state = dexec(host, "systemctl", "is-active", "keepalived").stdout.strip()
         assert state == "active"
