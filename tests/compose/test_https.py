@@ -2,7 +2,8 @@
 tooling (scripts/compose-secrets runs the platform_secrets role), verified
 by name; the HTTPie flow over it; TLS 1.2 and 1.3 only, with the profile's
 ciphers; ALPN h2; HSTS on every answer; the plain port answering 308 to the
-same path on the published HTTPS port.
+same path on the published HTTPS port; a renewed certificate taken up by a
+reload.
 
 The other tests of the directory already speak HTTPS (conftest.py's
 Platform.request verifies against the compose CA); these check the TLS
@@ -15,10 +16,13 @@ import http.client
 import json
 import socket
 import ssl
+import subprocess
+import threading
+import time
 import urllib.parse
 
 import pytest
-from conftest import Platform
+from conftest import REPO, Platform, wait_for
 
 # Mozilla's intermediate profile as containers/router/haproxy.cfg sets it:
 # TLS 1.2's ECDHE AEAD suites (ECDSA, the certificate's key) and TLS 1.3's.
@@ -225,3 +229,63 @@ def test_a_post_follows_the_redirect_with_its_body(platform: Platform) -> None:
     assert status == 308
     status, _, raw = https_request(platform, "POST", redirect["location"], body, headers)
     assert status == 202, (status, raw)
+
+
+def test_a_renewed_certificate_is_taken_up_by_a_reload_that_fails_no_request(
+    platform: Platform,
+) -> None:
+    """The role signs the router's certificate again (here: its certificate
+    removed, as when it nears expiry); scripts/compose-secrets writes
+    router.pem in place, so the running router's secret shows it, and
+    SIGUSR2 (what scripts/compose-up sends) reloads HAProxy while requests
+    keep coming, each on a new connection, none failing."""
+    pem = platform.secrets / "router.pem"
+    before = handshake(platform, platform.tls_context())["certificate"]["serialNumber"]
+    inode, content = pem.stat().st_ino, pem.read_bytes()
+    (platform.secrets / "platform" / "tls" / "hosts" / "router.crt").unlink()
+    subprocess.run([str(REPO / "scripts/compose-secrets"), str(platform.secrets)], check=True)
+    assert pem.stat().st_ino == inode, "router.pem was replaced, not rewritten"
+    assert pem.read_bytes() != content, "the role did not sign the certificate again"
+
+    statuses: list[int | str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                statuses.append(
+                    https_request(platform, "GET", platform.base_url + "/transactions/ready")[0]
+                )
+            except (OSError, ssl.SSLError) as error:
+                statuses.append(repr(error))
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        platform.compose("kill", "-s", "USR2", "router")
+        wait_for(
+            "the router to serve the renewed certificate",
+            lambda: (
+                handshake(platform, platform.tls_context())["certificate"]["serialNumber"] != before
+            ),
+            timeout=20,
+        )
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join()
+    failed = [status for status in statuses if status != 200]
+    assert len(statuses) > 10 and not failed, (len(statuses), failed[:5])
+    (router,) = platform.container_ids("router")
+    assert inspect_restart_count(router) == 0
+
+
+def inspect_restart_count(container: str) -> int:
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{.RestartCount}}", container],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(out.strip())
