@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import socket
 import ssl
 import subprocess
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import REPO, Platform, wait_for
@@ -289,3 +292,70 @@ def inspect_restart_count(container: str) -> int:
         check=True,
     ).stdout
     return int(out.strip())
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")
+def test_the_password_and_the_token_cross_the_published_port_only_encrypted(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """A capture of the router's published ports, both sides of Docker's
+    port forwarding (-i any), during the flow over HTTPS: neither the demo
+    password nor the token appears in it. The control: the same password
+    sent to the plain port is in the capture, since the client sends its body
+    before the 308 comes back (so clients should start with https)."""
+    tls_port = urllib.parse.urlsplit(platform.base_url).port
+    plain_port = host_port(platform.plain_address)[1]
+    ports = " or ".join(f"tcp port {p}" for p in (tls_port, 8443, plain_port, 8080))
+
+    def capture(action: Callable[[], str | None]) -> tuple[bytes, str | None]:
+        pcap = tmp_path / "capture.pcap"
+        tcpdump = subprocess.Popen(
+            ["tcpdump", "-i", "any", "--immediate-mode", "-U", "-n", "-w", str(pcap), ports],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert tcpdump.stderr is not None
+            # "listening on any, ..." once it captures (a data link line may come first).
+            lines = [tcpdump.stderr.readline() for _ in range(1)]
+            while "listening" not in lines[-1] and lines[-1] and len(lines) < 5:
+                lines.append(tcpdump.stderr.readline())
+            assert "listening" in lines[-1], lines
+            result = action()
+            time.sleep(0.5)
+        finally:
+            tcpdump.terminate()
+            tcpdump.wait(timeout=10)
+        return pcap.read_bytes(), result
+
+    def flow() -> str:
+        token = platform.token("alice")
+        answer = platform.request(
+            "POST",
+            "/transactions/transactions",
+            form={"token": token, "amount": "100", "currency": "GBP"},
+        )
+        assert answer.status == 202, (answer.status, answer.raw)
+        return token
+
+    captured, token = capture(flow)
+    assert token and len(captured) > 4000, len(captured)
+    assert platform.password.encode() not in captured
+    assert token.encode() not in captured
+    assert token.split(".")[1].encode() not in captured
+
+    form = urllib.parse.urlencode({"username": "alice", "password": platform.password})
+
+    def plain() -> None:
+        status, _ = plain_request(
+            platform,
+            "POST",
+            "/authentication/token",
+            form.encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert status == 308
+
+    captured, _ = capture(plain)
+    assert urllib.parse.quote_plus(platform.password).encode() in captured
