@@ -10,12 +10,15 @@ Environment (set by test_api_fuzz.py):
   API_FUZZ_TOKEN_URL       the router's /authentication/token
   API_FUZZ_USERNAME        a user who may transact
   API_FUZZ_PASSWORD_FILE   that user's password on its first line
+  API_FUZZ_CA_FILE         the CA the router's HTTPS certificate is verified
+                           against (the compose CA)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 import time
 import urllib.error
@@ -26,6 +29,8 @@ from pathlib import Path
 import schemathesis
 from schemathesis import AuthContext, Case
 
+# The router's certificate, verified against the compose CA.
+TLS = ssl.create_default_context(cafile=os.environ.get("API_FUZZ_CA_FILE") or None)
 # Well inside the tokens' 30 s, so a token handed to a case that waits for
 # the rate limiter or a slow answer is still valid when the case is sent.
 REFRESH_SECONDS = 15
@@ -40,7 +45,7 @@ def fetch_token(url: str, username: str, password: str) -> str:
         request = urllib.request.Request(url, data=form, method="POST")
         request.add_header("Content-Type", "application/x-www-form-urlencoded")
         try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
+            with urllib.request.urlopen(request, timeout=10, context=TLS) as answer:
                 token: str = json.load(answer)["token"]
                 return token
         except urllib.error.HTTPError as error:

@@ -1,5 +1,7 @@
 """One composed platform for the whole session, built from the project's own
 Debian image (nothing can be pulled), three workers, removed at the end.
+Requests go to the router's HTTPS port and verify its certificate against
+the CA that scripts/compose-secrets made; the plain port only redirects.
 
 Environment:
   LOYALTY_DEBIAN_RELEASE    trixie (Debian 13, the default) or bookworm
@@ -16,6 +18,8 @@ import json
 import os
 import shlex
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -79,6 +83,14 @@ def project_resources() -> dict[str, list[str]]:
     return found
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the HTTPS port must be known before
+    `up`: the router's redirect from the plain port names it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @dataclass
 class Response:
     status: int
@@ -95,7 +107,9 @@ class Response:
 class Platform:
     env: dict[str, str]
     secrets: Path
+    # https://127.0.0.1:<published 8443>; plain_address: 127.0.0.1:<published 8080>.
     base_url: str = ""
+    plain_address: str = ""
     password: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
     # time.monotonic() of the last request to the router's rate-limited
@@ -118,6 +132,15 @@ class Platform:
                 f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
             )
         return result.stdout
+
+    @property
+    def ca_file(self) -> Path:
+        """The compose CA's certificate (scripts/compose-secrets)."""
+        return self.secrets / "ca.crt"
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Verifies the router's certificate and name against the compose CA only."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     def container_ids(self, service: str) -> list[str]:
         return self.compose("ps", "-q", service).split()
@@ -145,7 +168,7 @@ class Platform:
         if path.startswith("/authentication/token"):
             self.last_token_request = time.monotonic()
         try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
+            with urllib.request.urlopen(request, timeout=10, context=self.tls_context()) as answer:
                 status, raw, got = answer.status, answer.read(), answer.headers
         except urllib.error.HTTPError as error:
             status, raw, got = error.code, error.read(), error.headers
@@ -241,8 +264,10 @@ def platform() -> Iterator[Platform]:
         LOYALTY_COMPOSE_SECRETS=str(secrets),
         LOYALTY_COMPOSE_SUBNET=SUBNET,
         LOYALTY_COMPOSE_ADDRESS="127.0.0.1",
-        # Empty: Docker picks a free port on 127.0.0.1.
+        # Empty: Docker picks a free port on 127.0.0.1. The HTTPS port is
+        # chosen here, since the plain port's redirect must name it.
         LOYALTY_COMPOSE_PORT="",
+        LOYALTY_COMPOSE_TLS_PORT=str(free_port()),
         # A killed worker's entries are taken over after 2 s instead of 30 s.
         WORKER_CLAIM_IDLE_MS="2000",
     )
@@ -258,9 +283,11 @@ def platform() -> Iterator[Platform]:
         started = time.monotonic()
         platform.compose("up", "-d", "--build", "--scale", f"loyalty-worker={WORKERS}", timeout=900)
         up_done = time.monotonic()
-        address = platform.compose("port", "router", "8080").strip()
-        assert address.startswith("127.0.0.1:"), address
-        platform.base_url = f"http://{address}"
+        address = platform.compose("port", "router", "8443").strip()
+        assert address == f"127.0.0.1:{env['LOYALTY_COMPOSE_TLS_PORT']}", address
+        platform.base_url = f"https://{address}"
+        platform.plain_address = platform.compose("port", "router", "8080").strip()
+        assert platform.plain_address.startswith("127.0.0.1:"), platform.plain_address
 
         def first_accepted() -> bool:
             # Until the router's health checks pass: no answer, or 503. The
@@ -282,7 +309,7 @@ def platform() -> Iterator[Platform]:
                     "/transactions/transactions",
                     form={"token": answer.body["token"], "amount": "1", "currency": "GBP"},
                 )
-            except OSError:
+            except (OSError, ssl.SSLError):
                 return False
             return answer.status == 202
 

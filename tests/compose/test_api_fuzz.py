@@ -106,6 +106,9 @@ def run_schemathesis(platform: Platform, api: Api, timeout: float) -> dict[str, 
         "--generation-database",
         "none",
         "--no-color",
+        # The router's HTTPS certificate, verified against the compose CA.
+        "--tls-verify",
+        str(platform.ca_file),
     ]
     if os.environ.get("API_FUZZ_SEED"):
         command += ["--seed", os.environ["API_FUZZ_SEED"]]
@@ -117,6 +120,7 @@ def run_schemathesis(platform: Platform, api: Api, timeout: float) -> dict[str, 
             API_FUZZ_TOKEN_URL=f"{platform.base_url}/authentication/token",
             API_FUZZ_USERNAME=FUZZ_USER,
             API_FUZZ_PASSWORD_FILE=str(platform.secrets / "demo.password"),
+            API_FUZZ_CA_FILE=str(platform.ca_file),
         )
     started = time.monotonic()
     try:

@@ -70,8 +70,10 @@ def test_every_container_is_healthy_unprivileged_and_read_only(platform: Platfor
 
 def test_router_published_on_loopback_only(platform: Platform) -> None:
     (router,) = platform.container_ids("router")
-    bindings = inspect(router)["HostConfig"]["PortBindings"]["8080/tcp"]
-    assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
+    published = inspect(router)["HostConfig"]["PortBindings"]
+    assert sorted(published) == ["8080/tcp", "8443/tcp"], published
+    for bindings in published.values():
+        assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
     for service in ("redis", "auth-api", "transaction-api", "loyalty-worker"):
         for container in platform.container_ids(service):
             assert not inspect(container)["HostConfig"]["PortBindings"], service
