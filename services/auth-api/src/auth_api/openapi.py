@@ -22,8 +22,9 @@ def openapi_document(token_ttl: int) -> dict[str, Any]:
         "type": "object",
         "required": ["username", "password"],
         "properties": {
-            "username": {"type": "string", "minLength": 1, "example": "alice"},
-            "password": {"type": "string", "minLength": 1, "format": "password"},
+            # Not blank: at least one character other than white space.
+            "username": {"type": "string", "pattern": "\\S", "example": "alice"},
+            "password": {"type": "string", "pattern": "\\S", "format": "password"},
         },
     }
     return {
