@@ -2,14 +2,21 @@
 
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 testinfra_hosts = ["router-1"]
-ROUTER = "http://172.30.2.10"
+ROUTER = "https://172.30.2.10"
+ROUTER_PLAIN = "http://172.30.2.10"
+# The platform's CA as the role installs it on the router host.
+CA = "/etc/haproxy/tls/ca.pem"
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +24,10 @@ def backends():
     return [RUNNER.get_host(name) for name in ("router-backend-1", "router-backend-2")]
 
 
-def request(host, url, method="GET", data=None):
-    """Send one request with curl on `host`; return (status, headers, body)."""
-    cmd = f"curl -s -m 5 -D - -o /tmp/body -X {method} "
+def request(host, url, method="GET", data=None, options=""):
+    """Send one request with curl on `host` (HTTPS verified against the
+    platform's CA); return (status, headers, body)."""
+    cmd = f"curl -s -m 5 --cacert {CA} {options} -D - -o /tmp/body -X {method} "
     if data is not None:
         cmd += f"--data {data!r} "
     result = host.run(cmd + f"{url!r} && echo && cat /tmp/body")
@@ -100,7 +108,8 @@ def test_access_log_in_journal(host):
     request(host, f"{ROUTER}/authentication/health?logcheck=1")
     time.sleep(1)
     journal = host.run("journalctl -u haproxy --no-pager --since -2min").stdout
-    assert "GET /authentication/health?logcheck=1" in journal
+    # HTTP/2 (curl's choice over ALPN) logs the request's absolute URI.
+    assert "/authentication/health?logcheck=1 HTTP/" in journal
 
 
 def test_admin_endpoints_only_on_loopback(host, backends):
@@ -159,3 +168,65 @@ def test_token_rate_limit(host):
     assert json.loads(body) == {"error": "Too many requests"}
     # Other paths are not limited.
     assert request(host, f"{ROUTER}/authentication/health")[0] == 200
+
+
+def test_plain_http_answers_308_to_the_same_path_over_https(host):
+    status, headers, _ = request(host, f"{ROUTER_PLAIN}/transactions/x?a=1", "POST", "amount=1")
+    assert status == 308
+    assert headers["location"] == f"{ROUTER}/transactions/x?a=1"
+
+
+def test_https_offers_http2_and_sends_hsts(host):
+    out = host.run(
+        f"curl -s -m 5 --cacert {CA} --http2 -o /dev/null -D - {ROUTER}/authentication/health"
+    ).stdout
+    assert out.startswith("HTTP/2 200"), out
+    assert "strict-transport-security: max-age=63072000" in out.lower()
+
+
+def test_tls_scan_finds_nothing_below_mozilla_intermediate():
+    """sslyze (from the control machine, against the scenario's router only)
+    checks the protocols, ciphers, curves and certificate against Mozilla's
+    intermediate profile and exits non-zero on any gap."""
+    # scripts/bootstrap installs it in a virtualenv of its own under .venv.
+    sslyze = Path(sys.prefix) / "opt" / "sslyze" / "bin" / "sslyze"
+    scan = subprocess.run(
+        [
+            str(sslyze),
+            "--mozilla_config=intermediate",
+            f"--certinfo_ca_file={PROJECT / '.secrets' / 'tls' / 'ca.crt'}",
+            "172.30.2.10:443",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = scan.stdout[-3000:]
+    assert scan.returncode == 0, report
+    assert 'against Mozilla\'s "intermediate" configuration' in report, report
+    assert "OK - Compliant" in report, report
+
+
+def test_backend_with_a_certificate_of_another_ca_is_refused(host, backends):
+    """The router verifies the APIs' certificates: a backend that presents
+    one from another CA is marked down and gets no request."""
+    stranger = backends[0]
+    stranger.run(
+        "cd /etc/stub-backend && cp certificate.pem certificate.pem.orig && "
+        "cp private-key.pem private-key.pem.orig && "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+        "-subj /CN=router-backend-1 -addext subjectAltName=DNS:router-backend-1 "
+        "-keyout private-key.pem -out certificate.pem 2>/dev/null && "
+        "systemctl restart stub-backend"
+    )
+    try:
+        wait_for_servers(host, "transaction_api", "DOWN", 1)
+        answers = [json.loads(request(host, f"{ROUTER}/transactions/z")[2]) for _ in range(4)]
+        assert {a["host"] for a in answers} == {"router-backend-2"}
+    finally:
+        stranger.run(
+            "cd /etc/stub-backend && mv certificate.pem.orig certificate.pem && "
+            "mv private-key.pem.orig private-key.pem && systemctl restart stub-backend"
+        )
+    wait_for_servers(host, "transaction_api", "UP", 2)
