@@ -16,6 +16,7 @@ def ansible_environment(repo: Path) -> dict[str, str]:
     if ephemeral:
         env["ANSIBLE_CONFIG"] = str(Path(ephemeral) / "ansible.cfg")
     env["ANSIBLE_ROLES_PATH"] = str(repo / "roles")
+    env["ANSIBLE_FILTER_PLUGINS"] = str(repo / "playbooks" / "filter_plugins")
     return env
 
 

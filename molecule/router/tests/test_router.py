@@ -5,10 +5,13 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
+from playbook_runs import ansible_environment, ansible_playbook, inventory_directory
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 testinfra_hosts = ["router-1"]
@@ -230,3 +233,84 @@ def test_backend_with_a_certificate_of_another_ca_is_refused(host, backends):
             "mv private-key.pem.orig private-key.pem && systemctl restart stub-backend"
         )
     wait_for_servers(host, "transaction_api", "UP", 2)
+
+
+def new_router_certificate() -> tuple[str, str, int]:
+    """A new certificate for router-1 from the platform's CA: PEM text of it
+    and of its key, and its serial number."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    tls = PROJECT / ".secrets" / "tls"
+    ca = x509.load_pem_x509_certificate((tls / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((tls / "ca.key").read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    names = [x509.DNSName("router-1"), x509.IPAddress(ip_address("172.30.2.10"))]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "router-1")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    return cert_pem, key_pem, certificate.serial_number
+
+
+def test_a_new_edge_certificate_is_taken_up_by_a_reload_that_fails_no_request(host, tmp_path):
+    """The role run again with another edge certificate (as an inventory
+    gives one): HAProxy reloads, serves the new one, and requests sent all
+    along, each on a new connection, all succeed."""
+    cert_pem, key_pem, serial = new_router_certificate()
+    extra = tmp_path / "edge.json"
+    extra.write_text(
+        json.dumps({"router_tls_certificate": cert_pem, "router_tls_private_key": key_pem})
+    )
+    # At most 400 requests, 25 ms apart, stopped after 60 s whatever happens.
+    host.run(
+        "rm -f /tmp/reload-codes; nohup timeout 60 sh -c 'for i in $(seq 1 400); do "
+        f'curl -s -m 5 --cacert {CA} -o /dev/null -w "%{{http_code}}\\n" '
+        f"{ROUTER}/authentication/health >> /tmp/reload-codes; sleep 0.025; done' "
+        ">/dev/null 2>&1 & echo $! > /tmp/reload-pid"
+    )
+    run = subprocess.run(
+        [
+            ansible_playbook(),
+            "-i",
+            inventory_directory(),
+            str(PROJECT / "molecule" / "router" / "converge.yml"),
+            "-e",
+            f"@{extra}",
+        ],
+        env=ansible_environment(PROJECT),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "RUNNING HANDLER [router : Reload HAProxy]" in run.stdout, "HAProxy was not reloaded"
+    deadline = time.time() + 70
+    while host.run("kill -0 $(cat /tmp/reload-pid)").rc == 0 and time.time() < deadline:
+        time.sleep(1)
+    codes = host.file("/tmp/reload-codes").content_string.split()
+    assert len(codes) >= 100, f"only {len(codes)} requests were sent"
+    assert set(codes) == {"200"}, f"failed during the reload: {[c for c in codes if c != '200']}"
+    served = host.run(
+        "openssl s_client -connect 172.30.2.10:443 -servername router-1 </dev/null 2>/dev/null"
+        " | openssl x509 -noout -serial"
+    ).stdout.strip()
+    assert served.startswith("serial="), served
+    assert int(served.removeprefix("serial="), 16) == serial
