@@ -17,14 +17,31 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
 ).get_hosts("all")
 
 
-def cli(host, *args, user=None, password=None, address="127.0.0.1"):
-    """Run redis-cli on `host` and return the command's result."""
+# The TLS files each host presents: the server's from the role, the client's
+# from converge.yml.
+TLS_FILES = {"redis-1": "/etc/redis/tls", "redis-client-1": "/etc/redis-client"}
+
+
+def tls_options(host, files=None):
+    files = files or TLS_FILES[host.backend.get_hostname()]
+    return (
+        f"--tls --cacert {files}/ca.pem --cert {files}/certificate.pem "
+        f"--key {files}/private-key.pem "
+    )
+
+
+def cli(host, *args, user=None, password=None, address="127.0.0.1", tls=None, port=6379):
+    """Run redis-cli on `host` over TLS with the host's files (`tls` gives
+    other options, "" for plain text); return the command's result."""
     auth = ""
     if password is not None:
         auth = f"REDISCLI_AUTH={shlex.quote(password)} "
     user_opt = f"--user {shlex.quote(user)} " if user else ""
     line = " ".join(shlex.quote(a) for a in args)
-    return host.run(f"{auth}redis-cli --no-auth-warning -h {address} {user_opt}{line}")
+    options = tls_options(host) if tls is None else tls
+    return host.run(
+        f"{auth}redis-cli {options}--no-auth-warning -h {address} -p {port} {user_opt}{line}"
+    )
 
 
 def only_server(host):
@@ -129,3 +146,55 @@ def test_client_host_connects_with_password(host):
     answer = cli(host, "PING", user="loyalty", password=LOYALTY, address="172.30.1.10")
     assert answer.stdout.strip() == "PONG"
     assert "NOAUTH" in cli(host, "PING", address="172.30.1.10").stdout
+
+
+def test_plain_text_is_refused(host):
+    """The plain port is closed (port 0): the TLS port does not speak plain text."""
+    only_server(host)
+    plain = cli(host, "PING", password=ADMIN, tls="")
+    assert plain.stdout.strip() != "PONG", plain.stdout
+    config = cli(host, "CONFIG", "GET", "port", password=ADMIN).stdout.split()
+    assert config == ["port", "0"]
+    assert cli(host, "CONFIG", "GET", "tls-auth-clients", password=ADMIN).stdout.split() == [
+        "tls-auth-clients",
+        "yes",
+    ]
+
+
+def test_wrapper_for_operators_speaks_tls(host):
+    only_server(host)
+    out = host.run(f"REDISCLI_AUTH={shlex.quote(ADMIN)} redis-cli-tls --no-auth-warning PING")
+    assert out.stdout.strip() == "PONG"
+
+
+def test_certificates_of_another_ca_are_refused(host):
+    """A client presenting a certificate of another CA, or none, is refused;
+    a server of another CA is refused by the client (checked against the
+    platform's CA)."""
+    if host.backend.get_hostname() != "redis-client-1":
+        pytest.skip("client checks run on redis-client-1")
+    host.run(
+        "mkdir -p /tmp/stranger && cd /tmp/stranger && "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+        "-subj /CN=stranger -keyout private-key.pem -out certificate.pem 2>/dev/null && "
+        "cp certificate.pem ca.pem"
+    )
+    stranger = (
+        "--tls --cacert /etc/redis-client/ca.pem --cert /tmp/stranger/certificate.pem "
+        "--key /tmp/stranger/private-key.pem "
+    )
+    no_certificate = "--tls --cacert /etc/redis-client/ca.pem "
+    for options in (stranger, no_certificate):
+        answer = cli(
+            host, "PING", user="loyalty", password=LOYALTY, address="172.30.1.10", tls=options
+        )
+        assert answer.stdout.strip() != "PONG", options
+    # The client trusts only the platform's CA: told to trust another, it
+    # refuses the server's certificate.
+    wrong_ca = tls_options(host).replace("/etc/redis-client/ca.pem", "/tmp/stranger/ca.pem")
+    answer = cli(
+        host, "PING", user="loyalty", password=LOYALTY, address="172.30.1.10", tls=wrong_ca
+    )
+    assert answer.stdout.strip() != "PONG"
+    right = cli(host, "PING", user="loyalty", password=LOYALTY, address="172.30.1.10")
+    assert right.stdout.strip() == "PONG"
