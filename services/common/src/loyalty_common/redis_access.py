@@ -5,6 +5,13 @@ it, the client asks the Sentinels for the current primary of
 REDIS_SENTINEL_MASTER before each new connection (redis-py's
 ``Sentinel.master_for``); REDIS_URL then only supplies the scheme, the ACL
 user, the password and the database number.
+
+A rediss:// URL means TLS, to the data nodes and to the Sentinels alike
+(redis-py takes the settings in two places: the pool's connections and
+``sentinel_kwargs``). The server's certificate is verified, its host name
+or address included, against REDIS_TLS_CA_FILE (else the system's CAs);
+REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE are the client's own, for a
+server that requires one.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ __all__ = [
     "DEFAULT_REDIS_URL",
     "REDIS_ERRORS",
     "RedisSettings",
+    "TlsFiles",
     "make_redis",
     "primary_address",
     "redis_from_env",
@@ -47,6 +55,25 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """The client's TLS files; None where not given."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """redis-py's keyword arguments for a verified TLS connection."""
+        return {
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+            "ssl_ca_certs": self.ca_file,
+            "ssl_certfile": self.cert_file,
+            "ssl_keyfile": self.key_file,
+        }
+
+
+@dataclass(frozen=True)
 class RedisSettings:
     """Where and how to reach Redis; ``repr`` never shows the password."""
 
@@ -57,6 +84,8 @@ class RedisSettings:
     sentinels: tuple[tuple[str, int], ...] = ()
     sentinel_master: str = DEFAULT_SENTINEL_MASTER
     sentinel_password: str | None = field(default=None, repr=False)
+    # Set for a rediss:// URL: TLS to Redis and to the Sentinels.
+    tls: TlsFiles | None = None
 
 
 def _check_url(url: str) -> None:
@@ -93,11 +122,31 @@ def _password_from_file(variable: str, environ: Mapping[str, str] | None) -> str
     return password
 
 
+def _tls_files(url: str, environ: Mapping[str, str] | None) -> TlsFiles | None:
+    """REDIS_TLS_* for a rediss:// URL; refused with any other scheme, where
+    they would be ignored and the connection would go out in plain text."""
+    names = ("REDIS_TLS_CA_FILE", "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE")
+    paths = {name: env_file(name, required=False, environ=environ) for name in names}
+    if urlsplit(url).scheme != "rediss":
+        given = [name for name, path in paths.items() if path is not None]
+        if given:
+            raise ConfigError(given[0], "is set but REDIS_URL does not start with rediss:// (TLS)")
+        return None
+    cert, key = paths["REDIS_TLS_CERT_FILE"], paths["REDIS_TLS_KEY_FILE"]
+    if (cert is None) != (key is None):
+        missing = "REDIS_TLS_KEY_FILE" if key is None else "REDIS_TLS_CERT_FILE"
+        other = "REDIS_TLS_CERT_FILE" if key is None else "REDIS_TLS_KEY_FILE"
+        raise ConfigError(missing, f"is required when {other} is set")
+    return TlsFiles(*(None if path is None else str(path) for path in paths.values()))
+
+
 def redis_settings_from_env(environ: Mapping[str, str] | None = None) -> RedisSettings:
-    """Read and validate REDIS_URL, REDIS_PASSWORD_FILE, REDIS_SOCKET_TIMEOUT and,
-    when REDIS_SENTINELS is set, REDIS_SENTINEL_MASTER and REDIS_SENTINEL_PASSWORD_FILE."""
+    """Read and validate REDIS_URL, REDIS_PASSWORD_FILE, REDIS_SOCKET_TIMEOUT,
+    REDIS_TLS_* and, when REDIS_SENTINELS is set, REDIS_SENTINEL_MASTER and
+    REDIS_SENTINEL_PASSWORD_FILE."""
     url = env_str("REDIS_URL", DEFAULT_REDIS_URL, environ=environ)
     _check_url(url)
+    tls = _tls_files(url, environ)
     password = _password_from_file("REDIS_PASSWORD_FILE", environ)
     timeout = env_float("REDIS_SOCKET_TIMEOUT", 2.0, minimum=0.01, maximum=300, environ=environ)
     env = os.environ if environ is None else environ
@@ -107,7 +156,7 @@ def redis_settings_from_env(environ: Mapping[str, str] | None = None) -> RedisSe
     master = parse_sentinel_master(env.get("REDIS_SENTINEL_MASTER"))
     sentinel_password = _password_from_file("REDIS_SENTINEL_PASSWORD_FILE", environ)
     if not sentinels:
-        return RedisSettings(url=url, password=password, socket_timeout=timeout)
+        return RedisSettings(url=url, password=password, socket_timeout=timeout, tls=tls)
     if urlsplit(url).scheme == "unix":
         raise ConfigError(
             "REDIS_SENTINELS",
@@ -121,6 +170,7 @@ def redis_settings_from_env(environ: Mapping[str, str] | None = None) -> RedisSe
         sentinels=sentinels,
         sentinel_master=master,
         sentinel_password=sentinel_password,
+        tls=tls,
     )
 
 
@@ -140,6 +190,8 @@ def make_redis(settings: RedisSettings, **overrides: Any) -> redis.Redis:
         "retry": Retry(NoBackoff(), 1),
         "client_name": None,
     }
+    if settings.tls is not None:
+        options |= settings.tls.options()
     options.update(overrides)
     if options.get("client_name") is None:
         del options["client_name"]
@@ -175,18 +227,19 @@ def _sentinel_client(settings: RedisSettings, options: dict[str, Any]) -> redis.
     url_options.update(options)
     if settings.password is not None:
         url_options["password"] = settings.password
-    sentinel = Sentinel(
-        list(settings.sentinels),
-        sentinel_kwargs={
-            "socket_timeout": settings.socket_timeout,
-            "socket_connect_timeout": settings.socket_timeout,
-            "password": settings.sentinel_password,
-            "decode_responses": True,
-            # discover_master already moves on to the next Sentinel; a retry
-            # with back-off on a dead one would only delay the answer.
-            "retry": Retry(NoBackoff(), 0),
-        },
-    )
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_timeout,
+        "password": settings.sentinel_password,
+        "decode_responses": True,
+        # discover_master already moves on to the next Sentinel; a retry
+        # with back-off on a dead one would only delay the answer.
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if settings.tls is not None:
+        # The Sentinels speak TLS as the data nodes do: the same files.
+        sentinel_kwargs |= {"ssl": True, **settings.tls.options()}
+    sentinel = Sentinel(list(settings.sentinels), sentinel_kwargs=sentinel_kwargs)
     return sentinel.master_for(settings.sentinel_master, **url_options)
 
 

@@ -1,0 +1,295 @@
+"""Redis over TLS with the REDIS_TLS_* variables, against a real redis-server
+and a real Sentinel that speak TLS only (port 0) and require client
+certificates, as the redis role configures them. Certificates are made
+here: the platform's CA, and a stranger CA whose certificates must be
+refused both ways."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from loyalty_common import ConfigError
+from loyalty_common.redis_access import redis_from_env, redis_settings_from_env
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+PASSWORD = "tls-test-password"
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def make_ca(directory: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(_name(name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / f"{name}.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return ca, key
+
+
+def make_leaf(
+    directory: Path, name: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """<name>.crt and <name>.key, for 127.0.0.1, server and client alike."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    (directory / f"{name}.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, directory / f"{name}.key")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("pki")
+    ca, ca_key = make_ca(directory, "platform-ca")
+    make_leaf(directory, "server", ca, ca_key)
+    make_leaf(directory, "client", ca, ca_key)
+    stranger, stranger_key = make_ca(directory, "stranger-ca")
+    make_leaf(directory, "stranger", stranger, stranger_key)
+    return directory
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tls_arguments(pki: Path, port: int) -> list[str]:
+    return [
+        "--port", "0",
+        "--tls-port", str(port),
+        "--tls-cert-file", str(pki / "server.crt"),
+        "--tls-key-file", str(pki / "server.key"),
+        "--tls-ca-cert-file", str(pki / "platform-ca.pem"),
+        "--tls-auth-clients", "yes",
+        "--tls-replication", "yes",
+    ]  # fmt: skip
+
+
+def wait_for(client: redis.Redis) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if client.ping():
+                return
+        except redis.RedisError:
+            pass
+        assert time.monotonic() < deadline, "the TLS server did not answer"
+        time.sleep(0.1)
+
+
+def good_client(pki: Path, port: int, password: str = PASSWORD) -> redis.Redis:
+    return redis.Redis(
+        port=port,
+        password=password,
+        ssl=True,
+        ssl_ca_certs=str(pki / "platform-ca.pem"),
+        ssl_certfile=str(pki / "client.crt"),
+        ssl_keyfile=str(pki / "client.key"),
+        ssl_cert_reqs="required",
+    )
+
+
+@pytest.fixture(scope="module")
+def tls_servers(pki: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+    """A TLS-only redis-server and a TLS-only Sentinel watching it."""
+    directory = tmp_path_factory.mktemp("redis-tls")
+    port, sentinel_port = free_port(), free_port()
+    processes = [
+        subprocess.Popen(
+            [REDIS_SERVER, *tls_arguments(pki, port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(directory), "--requirepass", PASSWORD],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]  # fmt: skip
+    try:
+        wait_for(good_client(pki, port))
+        config = directory / "sentinel.conf"
+        # The same settings as the server's, as sentinel.conf lines.
+        settings = tls_arguments(pki, sentinel_port)
+        lines = [f"{settings[n][2:]} {settings[n + 1]}" for n in range(0, len(settings), 2)]
+        config.write_text(
+            "\n".join(
+                [
+                    "bind 127.0.0.1",
+                    *lines,
+                    f"requirepass {PASSWORD}",
+                    f"sentinel monitor loyalty 127.0.0.1 {port} 1",
+                    f"sentinel auth-pass loyalty {PASSWORD}",
+                ]
+            )
+            + "\n"
+        )
+        processes.append(
+            subprocess.Popen(
+                [REDIS_SERVER, str(config), "--sentinel"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        wait_for(good_client(pki, sentinel_port))
+        yield {"redis": port, "sentinel": sentinel_port}
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def environment(pki: Path, port: int, password_file: Path, **extra: str) -> dict[str, str]:
+    return {
+        "REDIS_URL": f"rediss://127.0.0.1:{port}/0",
+        "REDIS_PASSWORD_FILE": str(password_file),
+        "REDIS_TLS_CA_FILE": str(pki / "platform-ca.pem"),
+        "REDIS_TLS_CERT_FILE": str(pki / "client.crt"),
+        "REDIS_TLS_KEY_FILE": str(pki / "client.key"),
+        **extra,
+    }
+
+
+@pytest.fixture
+def password_file(tmp_path: Path) -> Path:
+    path = tmp_path / "redis.password"
+    path.write_text(PASSWORD + "\n")
+    return path
+
+
+def test_a_verified_tls_connection_works(pki, tls_servers, password_file):
+    client = redis_from_env(environment(pki, tls_servers["redis"], password_file))
+    assert client.ping()
+    assert client.xadd("loyalty:tls-check", {"n": "1"})
+    assert client.delete("loyalty:tls-check") == 1
+
+
+def test_through_the_sentinels_over_tls(pki, tls_servers, password_file):
+    env = environment(
+        pki,
+        tls_servers["redis"],
+        password_file,
+        REDIS_SENTINELS=f"127.0.0.1:{tls_servers['sentinel']}",
+        REDIS_SENTINEL_MASTER="loyalty",
+        REDIS_SENTINEL_PASSWORD_FILE=str(password_file),
+    )
+    client = redis_from_env(env)
+    assert client.set("loyalty:via-sentinel", "1")
+    assert client.get("loyalty:via-sentinel") == "1"
+    client.delete("loyalty:via-sentinel")
+
+
+def test_a_client_certificate_of_another_ca_is_refused_by_the_server(
+    pki, tls_servers, password_file
+):
+    env = environment(
+        pki,
+        tls_servers["redis"],
+        password_file,
+        REDIS_TLS_CERT_FILE=str(pki / "stranger.crt"),
+        REDIS_TLS_KEY_FILE=str(pki / "stranger.key"),
+    )
+    with pytest.raises(redis.ConnectionError):
+        redis_from_env(env).ping()
+
+
+def test_no_client_certificate_is_refused_by_the_server(pki, tls_servers, password_file):
+    env = environment(pki, tls_servers["redis"], password_file)
+    del env["REDIS_TLS_CERT_FILE"], env["REDIS_TLS_KEY_FILE"]
+    with pytest.raises(redis.ConnectionError):
+        redis_from_env(env).ping()
+
+
+def test_a_server_of_another_ca_is_refused_by_the_client(pki, tls_servers, password_file):
+    env = environment(
+        pki, tls_servers["redis"], password_file, REDIS_TLS_CA_FILE=str(pki / "stranger-ca.pem")
+    )
+    with pytest.raises(redis.ConnectionError):
+        redis_from_env(env).ping()
+
+
+def test_plain_text_is_refused_by_a_tls_only_server(pki, tls_servers, password_file):
+    env = {
+        "REDIS_URL": f"redis://127.0.0.1:{tls_servers['redis']}/0",
+        "REDIS_PASSWORD_FILE": str(password_file),
+    }
+    with pytest.raises(redis.ConnectionError):
+        redis_from_env(env, socket_timeout=2).ping()
+
+
+def test_a_certificate_without_its_key_names_the_missing_variable(pki, password_file):
+    env = environment(pki, 6379, password_file)
+    del env["REDIS_TLS_KEY_FILE"]
+    with pytest.raises(ConfigError) as caught:
+        redis_settings_from_env(env)
+    assert caught.value.variable == "REDIS_TLS_KEY_FILE"
+
+
+def test_tls_files_with_a_plain_url_are_refused(pki, password_file):
+    env = environment(pki, 6379, password_file, REDIS_URL="redis://127.0.0.1:6379/0")
+    with pytest.raises(ConfigError) as caught:
+        redis_settings_from_env(env)
+    assert caught.value.variable == "REDIS_TLS_CA_FILE"
+    assert "rediss://" in str(caught.value)
+
+
+def test_an_unreadable_tls_file_is_named(pki, password_file, tmp_path):
+    env = environment(pki, 6379, password_file, REDIS_TLS_CA_FILE=str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError) as caught:
+        redis_settings_from_env(env)
+    assert caught.value.variable == "REDIS_TLS_CA_FILE"
