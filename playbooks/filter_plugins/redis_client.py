@@ -2,7 +2,9 @@
 
 ``redis_client_settings`` turns a service role's Redis variables into what
 the service reads (docs/interfaces.md): the environment variables
-``REDIS_URL``, ``REDIS_PASSWORD_FILE`` and ``REDIS_SOCKET_TIMEOUT`` and,
+``REDIS_URL`` (``rediss://`` with TLS), ``REDIS_PASSWORD_FILE``,
+``REDIS_SOCKET_TIMEOUT``, with TLS ``REDIS_TLS_CA_FILE``,
+``REDIS_TLS_CERT_FILE`` and ``REDIS_TLS_KEY_FILE``, and,
 with Sentinels, ``REDIS_SENTINELS``, ``REDIS_SENTINEL_MASTER`` and
 ``REDIS_SENTINEL_PASSWORD_FILE``; and the password files to copy into the
 service's configuration directory. It is a pure function of its arguments:
@@ -70,6 +72,10 @@ def redis_client_settings(
     sentinel_master: str,
     sentinel_password_src: str,
     sentinel_password_file: str,
+    tls: bool = True,
+    tls_ca_file: str = "",
+    tls_cert_file: str = "",
+    tls_key_file: str = "",
 ) -> RedisClientSettings:
     """The environment and password files of a Redis client.
 
@@ -78,13 +84,24 @@ def redis_client_settings(
     Sentinels are ``sentinel_group_addresses`` with ``sentinel_port``, and
     when those are empty too the service connects to ``host`` itself. The
     password is never in ``REDIS_URL``: the service reads it from
-    ``password_file``, a copy of ``password_src``.
+    ``password_file``, a copy of ``password_src``. With ``tls``, the URL is
+    ``rediss://`` (for the Sentinels too) and the ``tls_*`` host paths (the
+    service's copies of its certificate, key and CA) are named; the files
+    themselves are the service role's to install.
     """
+    scheme = "rediss" if tls else "redis"
     environment = {
-        "REDIS_URL": f"redis://{user}@{bracketed(host)}:{port}/{db}",
+        "REDIS_URL": f"{scheme}://{user}@{bracketed(host)}:{port}/{db}",
         "REDIS_PASSWORD_FILE": password_file,
         "REDIS_SOCKET_TIMEOUT": str(socket_timeout),
     }
+    if tls:
+        tls_files = {
+            "REDIS_TLS_CA_FILE": tls_ca_file,
+            "REDIS_TLS_CERT_FILE": tls_cert_file,
+            "REDIS_TLS_KEY_FILE": tls_key_file,
+        }
+        environment |= {name: path for name, path in tls_files.items() if path}
     config_files = [
         ConfigFile(
             dest=PurePosixPath(password_file).name, src=password_src, mode=PASSWORD_FILE_MODE

@@ -25,6 +25,15 @@ DEFAULTS: dict[str, Any] = {
     "sentinel_master": "loyalty",
     "sentinel_password_src": SENTINEL_PASSWORD_SRC,
     "sentinel_password_file": "/etc/transaction-api/sentinel.password",
+    # Plain here, so that the tests below see the URL's shape alone; the
+    # TLS tests at the end turn it on as the roles do.
+    "tls": False,
+}
+TLS = {
+    "tls": True,
+    "tls_ca_file": "/etc/transaction-api/tls-ca.pem",
+    "tls_cert_file": "/etc/transaction-api/tls-certificate.pem",
+    "tls_key_file": "/etc/transaction-api/tls-private-key.pem",
 }
 
 PLAIN_FILES = [
@@ -155,6 +164,27 @@ def test_templated_by_ansible_with_keyword_arguments(render):
         "groups": {"redis_sentinel": ["fd00::21"]},
     }
     result = render(expression, variables)
-    assert result["environment"]["REDIS_URL"] == "redis://loyalty@[fd00::11]:6379/0"
+    # TLS unless told otherwise.
+    assert result["environment"]["REDIS_URL"] == "rediss://loyalty@[fd00::11]:6379/0"
     assert result["environment"]["REDIS_SENTINELS"] == "[fd00::21]:26379"
     assert result["environment"]["REDIS_SOCKET_TIMEOUT"] == "2.0"
+
+
+def test_tls_gives_a_rediss_url_and_the_files_to_verify_and_present(settings):
+    environment = settings("172.30.6.11", **TLS)["environment"]
+    assert environment["REDIS_URL"] == "rediss://loyalty@172.30.6.11:6379/0"
+    assert environment["REDIS_TLS_CA_FILE"] == TLS["tls_ca_file"]
+    assert environment["REDIS_TLS_CERT_FILE"] == TLS["tls_cert_file"]
+    assert environment["REDIS_TLS_KEY_FILE"] == TLS["tls_key_file"]
+
+
+def test_tls_holds_for_the_sentinels_too(settings):
+    result = settings("172.30.6.11", sentinel_group_addresses=["172.30.6.11"], **TLS)
+    assert result["environment"]["REDIS_URL"].startswith("rediss://")
+    assert result["environment"]["REDIS_SENTINELS"] == "172.30.6.11:26379"
+
+
+def test_without_tls_no_tls_variable_is_set(settings):
+    environment = settings("172.30.6.11", **(TLS | {"tls": False}))["environment"]
+    assert environment["REDIS_URL"].startswith("redis://")
+    assert not [name for name in environment if name.startswith("REDIS_TLS_")]
