@@ -9,7 +9,7 @@ testinfra_hosts = ["loyalty-worker-molecule-redis"]
 
 def redis(host, password, *args):
     result = host.run(
-        "REDISCLI_AUTH=%s redis-cli --no-auth-warning --json " + " ".join(["%s"] * len(args)),
+        "REDISCLI_AUTH=%s redis-cli-tls --no-auth-warning --json " + " ".join(["%s"] * len(args)),
         password,
         *args,
     )

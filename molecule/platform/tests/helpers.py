@@ -83,7 +83,7 @@ def host_python(host: str, code: str, *args: str, timeout: float = 60) -> str:
 def redis_cli(*args: str, timeout: float = 30) -> str:
     result = dexec(
         "platform-redis",
-        "redis-cli",
+        "redis-cli-tls",
         "--no-auth-warning",
         *args,
         env={"REDISCLI_AUTH": admin_password()},
@@ -96,7 +96,7 @@ def redis_lines(commands: list[str], timeout: float = 120) -> list[str]:
     """Send many commands (one a line) in one redis-cli run; one reply a line."""
     result = dexec(
         "platform-redis",
-        "redis-cli",
+        "redis-cli-tls",
         "--no-auth-warning",
         env={"REDISCLI_AUTH": admin_password()},
         stdin="".join(c + "\n" for c in commands),

@@ -87,28 +87,41 @@ def test_each_port_reachable_only_from_where_the_inventory_says():
 
 
 def redis_exchange(source: str, payload: str) -> str:
+    """Send `payload` in plain text to Redis's port from `source`; what came
+    back, or "closed" when the server hung up."""
     code = (
         "import socket, sys\n"
         "s = socket.create_connection((sys.argv[1], 6379), timeout=3)\n"
         "s.sendall(sys.argv[2].encode())\n"
-        "print(s.recv(200).decode(errors='replace').strip())\n"
+        "try:\n"
+        "    print(s.recv(200).decode(errors='replace').strip() or 'closed')\n"
+        "except OSError:\n"
+        "    print('closed')\n"
     )
     return host_python(source, code, ADDRESSES["platform-redis"], payload).strip()
 
 
-def test_redis_refuses_a_client_without_the_password():
-    # From a host the firewall lets in: the server itself says no.
-    assert redis_exchange("platform-api-1", "PING\r\n").startswith("-NOAUTH")
-    assert redis_exchange("platform-worker-1", "GET loyalty:user:1\r\n").startswith("-NOAUTH")
-    out = dexec("platform-redis", "redis-cli", "PING", check=False)
+def test_redis_speaks_tls_only_and_refuses_a_client_without_the_password():
+    # Plain text from hosts the firewall lets in gets no Redis answer.
+    for source in ("platform-api-1", "platform-worker-1"):
+        reply = redis_exchange(source, "PING\r\n")
+        assert "PONG" not in reply and "NOAUTH" not in reply, f"{source}: {reply}"
+    # Over TLS (redis-cli-tls, the redis role's wrapper), no password: refused.
+    out = dexec("platform-redis", "redis-cli-tls", "PING", check=False)
     assert "NOAUTH" in out.stdout + out.stderr
     # With a wrong password as well.
-    reply = redis_exchange("platform-api-1", "AUTH default not-the-password\r\n")
-    assert reply.startswith("-WRONGPASS"), reply
+    out = dexec(
+        "platform-redis",
+        "redis-cli-tls",
+        "PING",
+        env={"REDISCLI_AUTH": "not-the-password"},
+        check=False,
+    )
+    assert "WRONGPASS" in out.stdout + out.stderr, out.stdout + out.stderr
     # The right admin password works (the tests read Redis this way).
     out = dexec(
         "platform-redis",
-        "redis-cli",
+        "redis-cli-tls",
         "--no-auth-warning",
         "PING",
         env={"REDISCLI_AUTH": admin_password()},

@@ -85,7 +85,7 @@ def running_redis_host() -> str:
 def sentinel_cli(*args: str, host: str | None = None, timeout: float = 30) -> str:
     result = dexec(
         host or running_redis_host(),
-        "redis-cli",
+        "redis-cli-tls",
         "-p",
         "26379",
         "--no-auth-warning",
@@ -114,7 +114,7 @@ def redis_cli(*args: str, address: str | None = None, timeout: float = 30) -> st
     """As administrator, against the current primary (or `address`)."""
     result = dexec(
         running_redis_host(),
-        "redis-cli",
+        "redis-cli-tls",
         "-h",
         address or current_primary(),
         "--no-auth-warning",
@@ -129,7 +129,7 @@ def redis_lines(commands: list[str], timeout: float = 120) -> list[str]:
     """Many commands (one a line) in one redis-cli run on the primary."""
     result = dexec(
         running_redis_host(),
-        "redis-cli",
+        "redis-cli-tls",
         "-h",
         current_primary(),
         "--no-auth-warning",

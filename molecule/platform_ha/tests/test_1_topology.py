@@ -130,14 +130,14 @@ def test_a_host_whose_python_cannot_be_served_stops_the_play_before_any_change()
 
 
 def test_sentinel_refuses_clients_without_its_password():
-    out = dexec(REDIS_HOSTS[0], "redis-cli", "-p", "26379", "SENTINEL", "masters").stdout
+    out = dexec(REDIS_HOSTS[0], "redis-cli-tls", "-p", "26379", "SENTINEL", "masters").stdout
     assert "NOAUTH" in out
 
 
 def test_redis_server_cannot_rewrite_its_configuration():
     out = dexec(
         REDIS_HOSTS[1],
-        "redis-cli",
+        "redis-cli-tls",
         "--no-auth-warning",
         "CONFIG",
         "REWRITE",

@@ -6,7 +6,7 @@ from conftest import http, make_token
 
 testinfra_hosts = ["transaction-api-redis"]
 
-URL = "http://172.30.6.10:5000"
+URL = "https://172.30.6.10:5000"
 
 
 def test_health_and_ready(host):
@@ -21,7 +21,7 @@ def test_transaction_queued_on_the_stream(host, admin_password):
     assert answer["status"] == 202, answer
     transaction_id = answer["body"]["transaction_id"]
     entries = host.run(
-        "REDISCLI_AUTH=%s redis-cli --no-auth-warning --json XRANGE loyalty:transactions - +",
+        "REDISCLI_AUTH=%s redis-cli-tls --no-auth-warning --json XRANGE loyalty:transactions - +",
         admin_password,
     )
     assert entries.rc == 0, entries.stderr
