@@ -12,9 +12,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError, env_int, env_log_level, env_str
+from .config import ConfigError, env_file, env_int, env_log_level, env_str
 
-__all__ = ["HttpSettings", "http_settings_from_env", "serve"]
+__all__ = ["HttpSettings", "TlsSettings", "http_settings_from_env", "serve"]
+
+# Mozilla "intermediate" TLS 1.2 ciphers (forward secret, AEAD only); TLS 1.3
+# suites are OpenSSL's defaults, all of them strong.
+TLS_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
+    "DHE-RSA-CHACHA20-POLY1305"
+)
 
 # Gunicorn halts the whole server (instead of respawning forever) when a
 # worker exits with this status while booting.
@@ -22,14 +32,69 @@ _WORKER_BOOT_ERROR = 3
 
 
 @dataclass(frozen=True)
+class TlsSettings:
+    """TLS_CERT_FILE, TLS_KEY_FILE and (optional) TLS_CLIENT_CA_FILE."""
+
+    certificate: str
+    private_key: str
+    client_ca: str | None = None
+
+
+@dataclass(frozen=True)
 class HttpSettings:
-    """HTTP_HOST, HTTP_PORT, WEB_CONCURRENCY, GUNICORN_TIMEOUT and LOG_LEVEL."""
+    """HTTP_HOST, HTTP_PORT, WEB_CONCURRENCY, GUNICORN_TIMEOUT, LOG_LEVEL, TLS_*."""
 
     host: str = "0.0.0.0"
     port: int = 5000
     workers: int = 2
     timeout: int = 30
     log_level: int = 20
+    tls: TlsSettings | None = None
+
+
+def tls_settings_from_env(environ: Mapping[str, str] | None = None) -> TlsSettings | None:
+    """TLS_CERT_FILE and TLS_KEY_FILE both or neither; TLS_CLIENT_CA_FILE needs them."""
+    env = os.environ if environ is None else environ
+    cert_set = bool(env.get("TLS_CERT_FILE"))
+    key_set = bool(env.get("TLS_KEY_FILE"))
+    if cert_set != key_set:
+        missing, given = (
+            ("TLS_KEY_FILE", "TLS_CERT_FILE") if cert_set else ("TLS_CERT_FILE", "TLS_KEY_FILE")
+        )
+        raise ConfigError(missing, f"is required when {given} is set (both or neither)")
+    if not cert_set:
+        if env.get("TLS_CLIENT_CA_FILE"):
+            raise ConfigError(
+                "TLS_CLIENT_CA_FILE", "needs TLS_CERT_FILE and TLS_KEY_FILE (HTTPS) set too"
+            )
+        return None
+    certificate = env_file("TLS_CERT_FILE", environ=environ)
+    private_key = env_file("TLS_KEY_FILE", environ=environ)
+    client_ca = env_file("TLS_CLIENT_CA_FILE", required=False, environ=environ)
+    assert certificate is not None and private_key is not None
+    # Load them once here so that a bad PEM or a key that does not match is
+    # one line naming the variable, not a traceback in every worker.
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(str(certificate), str(private_key))
+    except (ssl.SSLError, ValueError) as error:
+        raise ConfigError(
+            "TLS_KEY_FILE", f"{private_key} and {certificate} do not load as a pair: {error}"
+        ) from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=str(client_ca))
+        except (ssl.SSLError, ValueError) as error:
+            raise ConfigError(
+                "TLS_CLIENT_CA_FILE", f"{client_ca} holds no usable CA certificate: {error}"
+            ) from None
+    return TlsSettings(
+        certificate=str(certificate),
+        private_key=str(private_key),
+        client_ca=None if client_ca is None else str(client_ca),
+    )
 
 
 def http_settings_from_env(environ: Mapping[str, str] | None = None) -> HttpSettings:
@@ -43,7 +108,23 @@ def http_settings_from_env(environ: Mapping[str, str] | None = None) -> HttpSett
         workers=env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=256, environ=environ),
         timeout=env_int("GUNICORN_TIMEOUT", 30, minimum=1, maximum=3600, environ=environ),
         log_level=env_log_level(environ=environ),
+        tls=tls_settings_from_env(environ),
     )
+
+
+def ssl_context(tls: TlsSettings) -> Any:
+    """The server-side SSLContext: TLS 1.2+, intermediate ciphers, client certs if asked."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.load_cert_chain(tls.certificate, tls.private_key)
+    if tls.client_ca is not None:
+        context.load_verify_locations(cafile=tls.client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def gunicorn_options(settings: HttpSettings, name: str) -> dict[str, Any]:
@@ -69,6 +150,16 @@ def gunicorn_options(settings: HttpSettings, name: str) -> dict[str, Any]:
         # host would fight over the path.
         "control_socket_disable": True,
     }
+    if settings.tls is not None:
+        tls = settings.tls
+        options["certfile"] = tls.certificate
+        options["keyfile"] = tls.private_key
+        if tls.client_ca is not None:
+            options["ca_certs"] = tls.client_ca
+        # Each worker builds its SSLContext here (gunicorn 21+): TLS 1.2
+        # minimum, Mozilla intermediate ciphers, client certificates required
+        # and verified when TLS_CLIENT_CA_FILE is set.
+        options["ssl_context"] = lambda _config, _default: ssl_context(tls)
     if os.path.isdir("/dev/shm"):
         # Heartbeat files on tmpfs: a slow disk must not get workers killed.
         options["worker_tmp_dir"] = "/dev/shm"
