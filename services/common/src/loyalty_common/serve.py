@@ -5,6 +5,7 @@ Imported only by the APIs (it needs gunicorn).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -112,8 +113,15 @@ def http_settings_from_env(environ: Mapping[str, str] | None = None) -> HttpSett
     )
 
 
+@functools.cache
 def ssl_context(tls: TlsSettings) -> Any:
-    """The server-side SSLContext: TLS 1.2+, intermediate ciphers, client certs if asked."""
+    """The server-side SSLContext: TLS 1.2+, intermediate ciphers, client certs if asked.
+
+    Made once per process: gunicorn asks for a context on every connection,
+    and a new one each time would read the files again and could resume no
+    TLS session. Workers are new processes, so a reload (SIGHUP) still takes
+    up new certificate files.
+    """
     import ssl
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -156,9 +164,9 @@ def gunicorn_options(settings: HttpSettings, name: str) -> dict[str, Any]:
         options["keyfile"] = tls.private_key
         if tls.client_ca is not None:
             options["ca_certs"] = tls.client_ca
-        # Each worker builds its SSLContext here (gunicorn 21+): TLS 1.2
+        # gunicorn asks this hook for each connection's SSLContext: TLS 1.2
         # minimum, Mozilla intermediate ciphers, client certificates required
-        # and verified when TLS_CLIENT_CA_FILE is set.
+        # and verified when TLS_CLIENT_CA_FILE is set; one per worker.
         options["ssl_context"] = lambda _config, _default: ssl_context(tls)
     if os.path.isdir("/dev/shm"):
         # Heartbeat files on tmpfs: a slow disk must not get workers killed.
