@@ -45,6 +45,9 @@ def test_environment_file(host):
         "auth-api",
         (
             'HTTP_PORT="5000"',
+            'TLS_CERT_FILE="/etc/auth-api/tls-certificate.pem"',
+            'TLS_KEY_FILE="/etc/auth-api/tls-private-key.pem"',
+            'TLS_CLIENT_CA_FILE="/etc/auth-api/tls-ca.pem"',
             'TOKEN_TTL_SECONDS="30"',
             'JWT_ISSUER="loyalty-auth"',
             'JWT_PRIVATE_KEY_FILE="/etc/auth-api/jwt-ed25519.key"',

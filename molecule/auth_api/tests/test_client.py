@@ -10,20 +10,43 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 testinfra_hosts = ["auth-api-client"]
 
-URL = "http://172.30.5.10:5000"
+URL = "https://172.30.5.10:5000"
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
+TLS = "/tmp/client-tls"
 
-# Runs on the client host with its own python3 (no extra packages).
-CLIENT = """
+# Runs on the client host with its own python3 (no extra packages); presents
+# the client host's platform certificate, as the router does.
+CONTEXT = f"""
+import ssl
+context = ssl.create_default_context(cafile="{TLS}/ca.pem")
+context.load_cert_chain("{TLS}/cert.pem", "{TLS}/key.pem")
+"""
+CLIENT = (
+    CONTEXT
+    + """
 import json, sys, urllib.error, urllib.parse, urllib.request
 url, username, password = sys.argv[1:4]
 data = urllib.parse.urlencode({"username": username, "password": password}).encode()
 try:
-    with urllib.request.urlopen(url + "/token", data=data, timeout=10) as answer:
+    with urllib.request.urlopen(url + "/token", data=data, timeout=10, context=context) as answer:
         print(json.dumps({"status": answer.status, "body": json.load(answer)}))
 except urllib.error.HTTPError as error:
     print(json.dumps({"status": error.code, "body": json.load(error)}))
 """
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def client_certificate(host):
+    """The client host's certificate and key (platform CA), and the CA, in TLS."""
+    tls = SECRETS / "tls"
+    host.run(f"mkdir -p {TLS}")
+    for src, dest in (
+        (tls / "hosts" / "auth-api-client.crt", "cert.pem"),
+        (tls / "hosts" / "auth-api-client.key", "key.pem"),
+        (tls / "ca.crt", "ca.pem"),
+    ):
+        host.ansible("copy", f"src={src} dest={TLS}/{dest} mode=0600", become=True, check=False)
 
 
 def ask_token(host, username, password):
@@ -43,10 +66,54 @@ def demo_password():
 
 
 def test_health_over_the_network(host):
-    code = (
-        "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).status)"
+    code = CONTEXT + (
+        "import sys, urllib.request\n"
+        "print(urllib.request.urlopen(sys.argv[1], timeout=5, context=context).status)"
     )
     assert host.check_output("python3 -c %s %s", code, URL + "/health").strip() == "200"
+
+
+def test_plain_text_to_the_api_port_is_refused(host):
+    code = (
+        "import sys, urllib.request\n"
+        "try:\n"
+        "    print(urllib.request.urlopen(sys.argv[1], timeout=5).status)\n"
+        "except Exception as error:\n"
+        "    print('refused', type(error).__name__)"
+    )
+    out = host.check_output("python3 -c %s %s", code, "http://172.30.5.10:5000/health")
+    assert out.startswith("refused"), out
+
+
+def test_no_client_certificate_is_refused(host):
+    code = (
+        "import ssl, sys, urllib.request\n"
+        f"context = ssl.create_default_context(cafile='{TLS}/ca.pem')\n"
+        "try:\n"
+        "    print(urllib.request.urlopen(sys.argv[1], timeout=5, context=context).status)\n"
+        "except Exception as error:\n"
+        "    print('refused', type(error).__name__)"
+    )
+    out = host.check_output("python3 -c %s %s", code, URL + "/health")
+    assert out.startswith("refused"), out
+
+
+def test_client_certificate_from_another_ca_is_refused(host):
+    host.run(
+        f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=intruder"
+        f" -days 1 -keyout {TLS}/intruder.key -out {TLS}/intruder.crt"
+    )
+    code = (
+        "import ssl, sys, urllib.request\n"
+        f"context = ssl.create_default_context(cafile='{TLS}/ca.pem')\n"
+        f"context.load_cert_chain('{TLS}/intruder.crt', '{TLS}/intruder.key')\n"
+        "try:\n"
+        "    print(urllib.request.urlopen(sys.argv[1], timeout=5, context=context).status)\n"
+        "except Exception as error:\n"
+        "    print('refused', type(error).__name__)"
+    )
+    out = host.check_output("python3 -c %s %s", code, URL + "/health")
+    assert out.startswith("refused"), out
 
 
 def test_token_signed_with_the_platform_key(host, demo_password):
