@@ -9,27 +9,42 @@ from __future__ import annotations
 
 import datetime
 import http.client
+import importlib.util
 import socket
 import ssl
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
-    BIN,
-    KeyPair,
-    Service,
-    auth_env,
-    free_port,
-    run_console,
-    wait_until,
-)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+def _services_conftest() -> Any:
+    """services/conftest.py as a module of its own: under the name
+    `conftest`, a whole-suite run finds another package's conftest first."""
+    path = Path(__file__).resolve().parents[2] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("services_conftest", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+_kit = _services_conftest()
+BIN = _kit.BIN
+KeyPair = _kit.KeyPair
+Service = _kit.Service
+auth_env = _kit.auth_env
+free_port = _kit.free_port
+run_console = _kit.run_console
+wait_until = _kit.wait_until
 
 
 @dataclass
