@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -12,6 +13,16 @@ from dataclasses import dataclass
 from helpers import ROUTER, ROUTER_PORT, TOKENS, log, request, tls
 from http_requests import connection
 from load_schedule import ScheduledLoad
+
+# What a kept-alive connection that the router had already closed raises:
+# over TLS, the close may arrive as an EOF in the middle of the TLS stream.
+STALE_CONNECTION = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
 
 CLIENT_TIMEOUT = 15  # seconds; a request not answered by then counts as a hang
 
@@ -97,7 +108,7 @@ class Client(ScheduledLoad):
             try:
                 try:
                     status, headers, body = send(conn, user, key, amount, token)
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                except STALE_CONNECTION:
                     # A kept-alive connection the router had already closed:
                     # like common HTTP clients, send again once on a new
                     # connection (same Idempotency-Key, so never twice), and
