@@ -671,6 +671,7 @@ class Kit:
     make_key_pair = staticmethod(make_key_pair)
     free_port = staticmethod(free_port)
     BIN = BIN
+    Service = Service
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,13 @@ def test_environment_file(host):
 
 
 def test_secret_files_readable_by_service_only(host):
-    for path in ("/etc/auth-api/jwt-ed25519.key", "/etc/auth-api/users.json"):
+    for path in (
+        "/etc/auth-api/jwt-ed25519.key",
+        "/etc/auth-api/users.json",
+        "/etc/auth-api/tls-certificate.pem",
+        "/etc/auth-api/tls-private-key.pem",
+        "/etc/auth-api/tls-ca.pem",
+    ):
         assert_readable_by_service_only(host, path, "auth-api")
     assert host.file("/etc/auth-api").mode == 0o750
     assert "BEGIN PRIVATE KEY" in host.file("/etc/auth-api/jwt-ed25519.key").content_string
@@ -75,6 +81,21 @@ def test_unit_active_enabled_and_unprivileged(host):
 
 def test_listens_on_its_port(host):
     assert host.socket("tcp://0.0.0.0:5000").is_listening
+
+
+def test_https_on_the_host_with_its_own_files(host):
+    # As the role's health check asks: the host's certificate presented,
+    # the server's verified against the CA copied beside it.
+    code = (
+        "import ssl, urllib.request\n"
+        "context = ssl.create_default_context(cafile='/etc/auth-api/tls-ca.pem')\n"
+        "context.load_cert_chain('/etc/auth-api/tls-certificate.pem',"
+        " '/etc/auth-api/tls-private-key.pem')\n"
+        "with urllib.request.urlopen('https://127.0.0.1:5000/health', timeout=5,"
+        " context=context) as answer:\n"
+        "    print(answer.status)"
+    )
+    assert host.check_output("python3 -c %s", code).strip() == "200"
 
 
 def test_unit_hardening_exposure(host):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime
 import http.client
-import importlib.util
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,31 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
-def _services_conftest() -> Any:
-    """services/conftest.py as a module of its own: under the name
-    `conftest`, a whole-suite run finds another package's conftest first."""
-    path = Path(__file__).resolve().parents[2] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("services_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_kit = _services_conftest()
-BIN = _kit.BIN
-KeyPair = _kit.KeyPair
-Service = _kit.Service
-auth_env = _kit.auth_env
-free_port = _kit.free_port
-run_console = _kit.run_console
-wait_until = _kit.wait_until
-
-
 @dataclass
 class Pki:
     ca: Path
+    ca_key: Path
     server_cert: Path
     server_key: Path
     client_cert: Path
@@ -103,6 +82,7 @@ def _ca(directory: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurveP
         .sign(key, hashes.SHA256())
     )
     (directory / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(directory / f"{name}.key", key)
     return cert, key
 
 
@@ -156,6 +136,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     other_client = _leaf(directory, "intruder", other)
     return Pki(
         ca=directory / "platform-ca.crt",
+        ca_key=directory / "platform-ca.key",
         server_cert=server[0],
         server_key=server[1],
         client_cert=client[0],
@@ -182,15 +163,15 @@ def _get(port: int, context: ssl.SSLContext, path: str = "/health") -> int:
         connection.close()
 
 
-def _start(tmp_path: Path, env: dict[str, str], context: ssl.SSLContext) -> Service:
-    port = free_port()
+def _start(kit: Any, tmp_path: Path, env: dict[str, str], context: ssl.SSLContext) -> Any:
+    port = kit.free_port()
     env = {**env, "HTTP_PORT": str(port)}
     log_path = tmp_path / "auth-api-tls.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(BIN / "auth-api")], env=env, stdout=log, stderr=subprocess.STDOUT
+            [str(kit.BIN / "auth-api")], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    service = Service(process, port, log_path)
+    service = kit.Service(process, port, log_path)
 
     def healthy() -> bool:
         if process.poll() is not None:
@@ -201,7 +182,7 @@ def _start(tmp_path: Path, env: dict[str, str], context: ssl.SSLContext) -> Serv
             return False
 
     try:
-        wait_until(healthy, timeout=20, interval=0.1)
+        kit.wait_until(healthy, timeout=20, interval=0.1)
     except BaseException:
         service.stop()
         raise
@@ -210,9 +191,9 @@ def _start(tmp_path: Path, env: dict[str, str], context: ssl.SSLContext) -> Serv
 
 @pytest.fixture(scope="module")
 def tls_api(
-    tmp_path_factory: pytest.TempPathFactory, pki: Pki, jwt_keys: KeyPair, users_file: Path
+    kit: Any, tmp_path_factory: pytest.TempPathFactory, pki: Pki, jwt_keys: Any, users_file: Path
 ) -> Any:
-    env = auth_env(
+    env = kit.auth_env(
         jwt_keys,
         users_file,
         TLS_CERT_FILE=pki.server_cert,
@@ -220,6 +201,7 @@ def tls_api(
         TLS_CLIENT_CA_FILE=pki.ca,
     )
     service = _start(
+        kit,
         tmp_path_factory.mktemp("tls-api"),
         env,
         _client_context(pki, pki.client_cert, pki.client_key),
@@ -228,7 +210,7 @@ def tls_api(
     service.stop()
 
 
-def test_https_served_to_a_client_with_a_platform_certificate(tls_api: Service, pki: Pki) -> None:
+def test_https_served_to_a_client_with_a_platform_certificate(tls_api: Any, pki: Pki) -> None:
     context = _client_context(pki, pki.client_cert, pki.client_key)
     assert _get(tls_api.port, context) == 200
     with (
@@ -238,7 +220,7 @@ def test_https_served_to_a_client_with_a_platform_certificate(tls_api: Service, 
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
-def test_plain_http_is_refused(tls_api: Service) -> None:
+def test_plain_http_is_refused(tls_api: Any) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", tls_api.port, timeout=5)
     try:
         with pytest.raises((OSError, http.client.HTTPException)):
@@ -251,19 +233,19 @@ def test_plain_http_is_refused(tls_api: Service) -> None:
         connection.close()
 
 
-def test_client_certificate_from_another_ca_is_refused(tls_api: Service, pki: Pki) -> None:
+def test_client_certificate_from_another_ca_is_refused(tls_api: Any, pki: Pki) -> None:
     context = _client_context(pki, pki.other_client_cert, pki.other_client_key)
     with pytest.raises((ssl.SSLError, OSError)):
         _get(tls_api.port, context)
 
 
-def test_no_client_certificate_is_refused(tls_api: Service, pki: Pki) -> None:
+def test_no_client_certificate_is_refused(tls_api: Any, pki: Pki) -> None:
     with pytest.raises((ssl.SSLError, OSError)):
         _get(tls_api.port, _client_context(pki, None, None))
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_tls_1_1_is_refused(tls_api: Service, pki: Pki) -> None:
+def test_tls_1_1_is_refused(tls_api: Any, pki: Pki) -> None:
     context = _client_context(pki, pki.client_cert, pki.client_key)
     context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     context.maximum_version = ssl.TLSVersion.TLSv1_1
@@ -272,10 +254,12 @@ def test_tls_1_1_is_refused(tls_api: Service, pki: Pki) -> None:
 
 
 def test_https_without_client_ca_needs_no_client_certificate(
-    tmp_path: Path, pki: Pki, jwt_keys: KeyPair, users_file: Path
+    kit: Any, tmp_path: Path, pki: Pki, jwt_keys: Any, users_file: Path
 ) -> None:
-    env = auth_env(jwt_keys, users_file, TLS_CERT_FILE=pki.server_cert, TLS_KEY_FILE=pki.server_key)
-    service = _start(tmp_path, env, _client_context(pki, None, None))
+    env = kit.auth_env(
+        jwt_keys, users_file, TLS_CERT_FILE=pki.server_cert, TLS_KEY_FILE=pki.server_key
+    )
+    service = _start(kit, tmp_path, env, _client_context(pki, None, None))
     try:
         assert _get(service.port, _client_context(pki, None, None)) == 200
     finally:
@@ -293,7 +277,7 @@ def test_https_without_client_ca_needs_no_client_certificate(
     ],
 )
 def test_tls_configuration_mistakes_are_one_line_naming_the_variable(
-    pki: Pki, jwt_keys: KeyPair, users_file: Path, variables: dict[str, str], named: str
+    kit: Any, pki: Pki, jwt_keys: Any, users_file: Path, variables: dict[str, str], named: str
 ) -> None:
     paths = {
         "cert": pki.server_cert,
@@ -301,14 +285,102 @@ def test_tls_configuration_mistakes_are_one_line_naming_the_variable(
         "ca": pki.ca,
         "other_key": pki.client_key,
     }
-    env = auth_env(
+    env = kit.auth_env(
         jwt_keys,
         users_file,
-        HTTP_PORT=free_port(),
+        HTTP_PORT=kit.free_port(),
         **{name: paths.get(value, value) for name, value in variables.items()},
     )
-    result = run_console("auth-api", env)
-    assert result.returncode != 0
+    result = kit.run_console("auth-api", env)
+    assert result.returncode == 2, result
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert named in lines[0], result.stderr
+
+
+def _handshake(
+    port: int, context: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> tuple[ssl.SSLSession | None, bool, bytes]:
+    """One GET /health on a new connection: (session, whether it was resumed, server cert)."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as tls,
+    ):
+        certificate = tls.getpeercert(binary_form=True)
+        assert certificate is not None
+        reused = tls.session_reused
+        tls.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        reply = tls.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        # TLS 1.3 tickets come after the handshake: the session is whole now
+        return tls.session, reused, certificate
+
+
+def test_a_worker_keeps_its_context_so_sessions_resume(
+    kit: Any, tmp_path: Path, pki: Pki, jwt_keys: Any, users_file: Path
+) -> None:
+    # gunicorn asks for a context per connection; a new context each time
+    # would have no session cache and no stable ticket key.
+    context = _client_context(pki, pki.client_cert, pki.client_key)
+    env = kit.auth_env(
+        jwt_keys,
+        users_file,
+        WEB_CONCURRENCY=1,
+        TLS_CERT_FILE=pki.server_cert,
+        TLS_KEY_FILE=pki.server_key,
+        TLS_CLIENT_CA_FILE=pki.ca,
+    )
+    service = _start(kit, tmp_path, env, context)
+    try:
+        session, reused, _ = _handshake(service.port, context)
+        assert not reused
+        assert session is not None
+        for _ in range(3):
+            session, reused, _ = _handshake(service.port, context, session)
+            assert reused, "the worker did not resume the TLS session"
+    finally:
+        service.stop()
+
+
+def test_sighup_takes_up_a_renewed_certificate(
+    kit: Any, tmp_path: Path, pki: Pki, jwt_keys: Any, users_file: Path
+) -> None:
+    directory = tmp_path / "files"
+    directory.mkdir()
+    cert_path, key_path = directory / "tls-certificate.pem", directory / "tls-private-key.pem"
+    shutil.copy(pki.server_cert, cert_path)
+    shutil.copy(pki.server_key, key_path)
+    context = _client_context(pki, pki.client_cert, pki.client_key)
+    env = kit.auth_env(
+        jwt_keys,
+        users_file,
+        TLS_CERT_FILE=cert_path,
+        TLS_KEY_FILE=key_path,
+        TLS_CLIENT_CA_FILE=pki.ca,
+    )
+    service = _start(kit, tmp_path, env, context)
+    try:
+        _, _, before = _handshake(service.port, context)
+        assert before == x509.load_pem_x509_certificate(pki.server_cert.read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+        ca = (
+            x509.load_pem_x509_certificate(pki.ca.read_bytes()),
+            serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None),
+        )
+        renewed_cert, renewed_key = _leaf(directory, "renewed", ca)  # type: ignore[arg-type]
+        shutil.copy(renewed_key, key_path)
+        shutil.copy(renewed_cert, cert_path)
+        renewed = x509.load_pem_x509_certificate(renewed_cert.read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+        service.process.send_signal(signal.SIGHUP)
+
+        def serves_renewed() -> bool:
+            # every worker (two) is new: a few connections all see it
+            return all(_handshake(service.port, context)[2] == renewed for _ in range(4))
+
+        kit.wait_until(serves_renewed, timeout=20, interval=0.2)
+        assert service.process.poll() is None
+    finally:
+        service.stop()

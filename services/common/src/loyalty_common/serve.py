@@ -5,7 +5,6 @@ Imported only by the APIs (it needs gunicorn).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -15,7 +14,13 @@ from typing import Any
 
 from .config import ConfigError, env_file, env_int, env_log_level, env_str
 
-__all__ = ["HttpSettings", "TlsSettings", "http_settings_from_env", "serve"]
+__all__ = [
+    "HttpSettings",
+    "TlsSettings",
+    "WorkerSslContext",
+    "http_settings_from_env",
+    "serve",
+]
 
 # Mozilla "intermediate" TLS 1.2 ciphers (forward secret, AEAD only); TLS 1.3
 # suites are OpenSSL's defaults, all of them strong.
@@ -113,15 +118,8 @@ def http_settings_from_env(environ: Mapping[str, str] | None = None) -> HttpSett
     )
 
 
-@functools.cache
 def ssl_context(tls: TlsSettings) -> Any:
-    """The server-side SSLContext: TLS 1.2+, intermediate ciphers, client certs if asked.
-
-    Made once per process: gunicorn asks for a context on every connection,
-    and a new one each time would read the files again and could resume no
-    TLS session. Workers are new processes, so a reload (SIGHUP) still takes
-    up new certificate files.
-    """
+    """The server-side SSLContext: TLS 1.2+, intermediate ciphers, client certs if asked."""
     import ssl
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -133,6 +131,32 @@ def ssl_context(tls: TlsSettings) -> Any:
         context.load_verify_locations(cafile=tls.client_ca)
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+class WorkerSslContext:
+    """gunicorn's ``ssl_context`` hook: one SSLContext per worker process.
+
+    gunicorn's sync worker asks for a context on every connection it accepts;
+    building one each time would re-read the files per connection and lose
+    TLS session resumption (the session cache lives in the context). The
+    context is built once in each process and kept. Workers are new
+    processes after a SIGHUP, so a reload still reads renewed files.
+    """
+
+    def __init__(self, tls: TlsSettings) -> None:
+        self.tls = tls
+        self._pid: int | None = None
+        self._context: Any = None
+
+    def __call__(self, _config: Any, _default_factory: Any) -> Any:
+        return self.get()
+
+    def get(self) -> Any:
+        pid = os.getpid()
+        if self._context is None or self._pid != pid:
+            self._context = ssl_context(self.tls)
+            self._pid = pid
+        return self._context
 
 
 def gunicorn_options(settings: HttpSettings, name: str) -> dict[str, Any]:
@@ -163,11 +187,14 @@ def gunicorn_options(settings: HttpSettings, name: str) -> dict[str, Any]:
         options["certfile"] = tls.certificate
         options["keyfile"] = tls.private_key
         if tls.client_ca is not None:
+            import ssl
+
             options["ca_certs"] = tls.client_ca
-        # gunicorn asks this hook for each connection's SSLContext: TLS 1.2
-        # minimum, Mozilla intermediate ciphers, client certificates required
-        # and verified when TLS_CLIENT_CA_FILE is set; one per worker.
-        options["ssl_context"] = lambda _config, _default: ssl_context(tls)
+            options["cert_reqs"] = ssl.CERT_REQUIRED
+        # Each worker builds its SSLContext once (see WorkerSslContext): TLS
+        # 1.2 minimum, Mozilla intermediate ciphers, client certificates
+        # required and verified when TLS_CLIENT_CA_FILE is set.
+        options["ssl_context"] = WorkerSslContext(tls)
     if os.path.isdir("/dev/shm"):
         # Heartbeat files on tmpfs: a slow disk must not get workers killed.
         options["worker_tmp_dir"] = "/dev/shm"
@@ -211,6 +238,19 @@ def serve(factory: Callable[[], Any], settings: HttpSettings, name: str) -> int:
 
         def load(self) -> Any:
             try:
+                tls_context = options.get("ssl_context")
+                if isinstance(tls_context, WorkerSslContext):
+                    # Built at the worker's boot, not at its first
+                    # connection: files broken since the master's check
+                    # (a SIGHUP after a bad renewal) halt with one line.
+                    try:
+                        tls_context.get()
+                    except (OSError, ValueError) as error:
+                        raise ConfigError(
+                            "TLS_CERT_FILE",
+                            f"{tls_context.tls.certificate}, {tls_context.tls.private_key}"
+                            f" or the client CA do not load: {error}",
+                        ) from None
                 return factory()
             except ConfigError as error:
                 # A file changed between the master's check and this
