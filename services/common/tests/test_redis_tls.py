@@ -293,3 +293,20 @@ def test_an_unreadable_tls_file_is_named(pki, password_file, tmp_path):
     with pytest.raises(ConfigError) as caught:
         redis_settings_from_env(env)
     assert caught.value.variable == "REDIS_TLS_CA_FILE"
+
+
+def test_a_certificate_of_another_key_is_named(pki, password_file):
+    env = environment(pki, 6379, password_file, REDIS_TLS_KEY_FILE=str(pki / "stranger.key"))
+    with pytest.raises(ConfigError) as caught:
+        redis_settings_from_env(env)
+    assert caught.value.variable == "REDIS_TLS_CERT_FILE"
+    assert "\n" not in str(caught.value)
+
+
+def test_a_ca_file_without_a_certificate_is_named(pki, password_file, tmp_path):
+    empty = tmp_path / "empty.pem"
+    empty.write_text("not a certificate\n", encoding="utf-8")
+    env = environment(pki, 6379, password_file, REDIS_TLS_CA_FILE=str(empty))
+    with pytest.raises(ConfigError) as caught:
+        redis_settings_from_env(env)
+    assert caught.value.variable == "REDIS_TLS_CA_FILE"

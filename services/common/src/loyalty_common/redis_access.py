@@ -17,8 +17,10 @@ server that requires one.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -137,7 +139,34 @@ def _tls_files(url: str, environ: Mapping[str, str] | None) -> TlsFiles | None:
         missing = "REDIS_TLS_KEY_FILE" if key is None else "REDIS_TLS_CERT_FILE"
         other = "REDIS_TLS_CERT_FILE" if key is None else "REDIS_TLS_KEY_FILE"
         raise ConfigError(missing, f"is required when {other} is set")
+    _check_tls_files(paths)
     return TlsFiles(*(None if path is None else str(path) for path in paths.values()))
+
+
+def _check_tls_files(paths: Mapping[str, Path | None]) -> None:
+    """Load the files as the TLS connection would, so that a wrong file fails
+    at start-up with its variable's name rather than on the first command."""
+    cert, key, ca = (
+        paths["REDIS_TLS_CERT_FILE"],
+        paths["REDIS_TLS_KEY_FILE"],
+        paths["REDIS_TLS_CA_FILE"],
+    )
+    if cert is not None and key is not None:
+        try:
+            ssl.create_default_context().load_cert_chain(str(cert), str(key))
+        except (ssl.SSLError, OSError) as error:
+            raise ConfigError(
+                "REDIS_TLS_CERT_FILE",
+                f"{cert} is not the certificate of REDIS_TLS_KEY_FILE {key} "
+                f"({error.strerror or error})",
+            ) from None
+    if ca is not None:
+        try:
+            ssl.create_default_context(cafile=str(ca))
+        except (ssl.SSLError, OSError) as error:
+            raise ConfigError(
+                "REDIS_TLS_CA_FILE", f"{ca} holds no CA certificate ({error.strerror or error})"
+            ) from None
 
 
 def redis_settings_from_env(environ: Mapping[str, str] | None = None) -> RedisSettings:
