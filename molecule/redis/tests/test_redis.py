@@ -153,6 +153,10 @@ def test_plain_text_is_refused(host):
     only_server(host)
     plain = cli(host, "PING", password=ADMIN, tls="")
     assert plain.stdout.strip() != "PONG", plain.stdout
+    # Sentinel's port speaks no plain text either (no Sentinel runs in this
+    # one-node scenario: nothing answers there at all).
+    sentinel = cli(host, "PING", tls="", port=26379)
+    assert sentinel.stdout.strip() != "PONG", sentinel.stdout
     config = cli(host, "CONFIG", "GET", "port", password=ADMIN).stdout.split()
     assert config == ["port", "0"]
     assert cli(host, "CONFIG", "GET", "tls-auth-clients", password=ADMIN).stdout.split() == [
@@ -198,3 +202,37 @@ def test_certificates_of_another_ca_are_refused(host):
     assert answer.stdout.strip() != "PONG"
     right = cli(host, "PING", user="loyalty", password=LOYALTY, address="172.30.1.10")
     assert right.stdout.strip() == "PONG"
+
+
+def test_replication_runs_over_tls(host):
+    """A replica started beside the primary (loopback port 6390, the host's
+    TLS files, tls-replication yes) syncs over TLS: the primary has no plain
+    port to sync from."""
+    only_server(host)
+    files = TLS_FILES["redis-1"]
+    replica = (
+        "redis-server --port 0 --tls-port 6390 --bind 127.0.0.1 "
+        f"--tls-cert-file {files}/certificate.pem --tls-key-file {files}/private-key.pem "
+        f"--tls-ca-cert-file {files}/ca.pem --tls-replication yes "
+        f"--replicaof 127.0.0.1 6379 --masterauth {shlex.quote(ADMIN)} "
+        "--dir /tmp --dbfilename replica-check.rdb --save '' --appendonly no "
+        "--pidfile /tmp/replica-check.pid --logfile /tmp/replica-check.log --daemonize yes"
+    )
+    assert host.run(replica).rc == 0
+    try:
+        cli(host, "SET", "loyalty:replication-check", "over-tls", password=ADMIN)
+        status = value = ""
+        for _ in range(40):
+            status = cli(host, "INFO", "replication", port=6390).stdout
+            value = cli(host, "GET", "loyalty:replication-check", port=6390).stdout.strip()
+            if "master_link_status:up" in status and value == "over-tls":
+                break
+            time.sleep(0.5)
+        assert "master_link_status:up" in status, host.run("cat /tmp/replica-check.log").stdout
+        assert value == "over-tls"
+        primary = cli(host, "INFO", "replication", password=ADMIN).stdout
+        assert "connected_slaves:1" in primary
+    finally:
+        cli(host, "SHUTDOWN", "NOSAVE", port=6390)
+        cli(host, "DEL", "loyalty:replication-check", password=ADMIN)
+        host.run("rm -f /tmp/replica-check.rdb")
