@@ -25,8 +25,11 @@ def test_environment_and_password_files(host):
         "/etc/loyalty-worker/loyalty-worker.env",
         "loyalty-worker",
         (
-            'REDIS_URL="redis://loyalty@172.30.7.11:6379/0"',
+            'REDIS_URL="rediss://loyalty@172.30.7.11:6379/0"',
             'REDIS_PASSWORD_FILE="/etc/loyalty-worker/redis.password"',
+            'REDIS_TLS_CA_FILE="/etc/loyalty-worker/tls-ca.pem"',
+            'REDIS_TLS_CERT_FILE="/etc/loyalty-worker/tls-certificate.pem"',
+            'REDIS_TLS_KEY_FILE="/etc/loyalty-worker/tls-private-key.pem"',
         ),
     )
     # The unit names each consumer; the file must not override it.

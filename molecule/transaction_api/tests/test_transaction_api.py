@@ -27,8 +27,11 @@ def test_environment_file(host):
         "/etc/transaction-api/transaction-api.env",
         "transaction-api",
         (
-            'REDIS_URL="redis://loyalty@172.30.6.11:6379/0"',
+            'REDIS_URL="rediss://loyalty@172.30.6.11:6379/0"',
             'REDIS_PASSWORD_FILE="/etc/transaction-api/redis.password"',
+            'REDIS_TLS_CA_FILE="/etc/transaction-api/tls-ca.pem"',
+            'REDIS_TLS_CERT_FILE="/etc/transaction-api/tls-certificate.pem"',
+            'REDIS_TLS_KEY_FILE="/etc/transaction-api/tls-private-key.pem"',
             'JWT_PUBLIC_KEY_FILE="/etc/transaction-api/jwt-ed25519.pub"',
             'MAX_AMOUNT="500000"',
             'HTTP_PORT="5000"',
