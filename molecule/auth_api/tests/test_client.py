@@ -85,16 +85,24 @@ def test_plain_text_to_the_api_port_is_refused(host):
     assert out.startswith("refused"), out
 
 
-def test_no_client_certificate_is_refused(host):
+def health_over_tls(host, certificate_lines: str = "") -> str:
+    """GET /health from `host` trusting the platform's CA, with whatever
+    client certificate `certificate_lines` loads (none when empty); the
+    status, or "refused" and the error's type."""
     code = (
         "import ssl, sys, urllib.request\n"
         f"context = ssl.create_default_context(cafile='{TLS}/ca.pem')\n"
+        f"{certificate_lines}"
         "try:\n"
         "    print(urllib.request.urlopen(sys.argv[1], timeout=5, context=context).status)\n"
         "except Exception as error:\n"
         "    print('refused', type(error).__name__)"
     )
-    out = host.check_output("python3 -c %s %s", code, URL + "/health")
+    return host.check_output("python3 -c %s %s", code, URL + "/health")
+
+
+def test_no_client_certificate_is_refused(host):
+    out = health_over_tls(host)
     assert out.startswith("refused"), out
 
 
@@ -103,16 +111,9 @@ def test_client_certificate_from_another_ca_is_refused(host):
         f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=intruder"
         f" -days 1 -keyout {TLS}/intruder.key -out {TLS}/intruder.crt"
     )
-    code = (
-        "import ssl, sys, urllib.request\n"
-        f"context = ssl.create_default_context(cafile='{TLS}/ca.pem')\n"
-        f"context.load_cert_chain('{TLS}/intruder.crt', '{TLS}/intruder.key')\n"
-        "try:\n"
-        "    print(urllib.request.urlopen(sys.argv[1], timeout=5, context=context).status)\n"
-        "except Exception as error:\n"
-        "    print('refused', type(error).__name__)"
+    out = health_over_tls(
+        host, f"context.load_cert_chain('{TLS}/intruder.crt', '{TLS}/intruder.key')\n"
     )
-    out = host.check_output("python3 -c %s %s", code, URL + "/health")
     assert out.startswith("refused"), out
 
 
