@@ -130,9 +130,9 @@ def start_hosts(hosts: dict[str, str], image: str) -> None:
 LOAD_HOST = "bench-load"
 LOAD_ADDRESS = "172.30.30.5"
 # The load namespace's own TCP settings (net.* sysctls are per namespace;
-# the machine's own are left as they are). Every request to a gunicorn
-# sync worker is a new connection, and the client side keeps each closed
-# one in TIME_WAIT for 60 s: with the kernel's default tcp_tw_reuse=2
+# the machine's own are left as they are). A client that opens a
+# connection per request (a new token, a closed keep-alive) leaves each
+# closed one in TIME_WAIT for 60 s: with the kernel's default tcp_tw_reuse=2
 # (reuse on loopback only) and 28 232 ports, a client could open only about
 # 470 connections a second to one address and port once the first 28 000
 # were used. tcp_tw_reuse=1 frees a port a second after it closed.

@@ -116,7 +116,7 @@ def throughput_rows(t: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
     if "hello_rps" in t:
         setup = (
-            f"bench-api, gunicorn {t['gunicorn_workers']} sync workers, "
+            f"bench-api, gunicorn {t['gunicorn_workers']} gthread workers, "
             f"wrk with {t['clients']} connections from here, loyalty workers paused"
         )
         rows += [

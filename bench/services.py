@@ -5,7 +5,7 @@ Prints, in one run:
 
 1. requests/s of a bare Bottle "hello" app and of the Transaction API's
    POST /transactions (JWT verify + XADD), both under the same gunicorn
-   settings (sync workers, same count), driven by the same bounded load, and
+   settings (gthread workers, same count), driven by the same bounded load, and
    their ratio (target >= 0.5);
 2. if the loyalty-worker package is installed: the workers' transactions/s
    with 1 and 2 processes on a pre-filled stream, and p50/p99 of the time
@@ -166,7 +166,7 @@ def worker_throughput(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="load duration per app")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--clients", type=int, default=8, help="wrk's open connections")
     parser.add_argument("--rounds", type=int, default=3, help="alternating turns per target")
     parser.add_argument("--backlog", type=int, default=20000, help="entries for worker throughput")
@@ -226,7 +226,7 @@ def main() -> int:
             "REDIS_URL": redis_url,
         }
 
-        # 1. both apps up at once (an idle sync worker costs nothing), so
+        # 1. both apps up at once (an idle worker costs nothing), so
         # that the load can alternate between them.
         hello_port = free_port()
         hello = procs.start(
@@ -260,7 +260,7 @@ def main() -> int:
         fresh_ratio = figures["ratio_fresh_token"]
         print(
             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
-            f"gunicorn sync workers: {args.workers}; wrk connections: {args.clients}; "
+            f"gunicorn workers: {args.workers}; wrk connections: {args.clients}; "
             f"{args.seconds:g} s per target in {args.rounds} alternating rounds"
         )
         print(f"bare Bottle hello                       : {hello_t.rps:8.0f} requests/s "

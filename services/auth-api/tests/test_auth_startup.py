@@ -50,6 +50,8 @@ def files(tmp_path: Path, jwt_keys: Any, users_file: Path) -> dict[str, Path]:
         ("WEB_CONCURRENCY", "0"),
         ("WEB_CONCURRENCY", "two"),
         ("GUNICORN_TIMEOUT", "-1"),
+        ("GUNICORN_THREADS", "0"),
+        ("GUNICORN_KEEPALIVE", "forever"),
         ("LOG_LEVEL", "LOUD"),
         ("TOKEN_TTL_SECONDS", "0"),
         ("TOKEN_TTL_SECONDS", "1.5"),

@@ -220,6 +220,27 @@ def test_https_served_to_a_client_with_a_platform_certificate(tls_api: Any, pki:
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
+def test_one_tls_connection_carries_many_requests(tls_api: Any, pki: Pki) -> None:
+    # The router keeps its connections to the API open: a handshake per
+    # request would cost more than the request (bench/README.md).
+    context = _client_context(pki, pki.client_cert, pki.client_key)
+    connection = http.client.HTTPSConnection("127.0.0.1", tls_api.port, context=context, timeout=5)
+    try:
+        connection.connect()
+        local_port = connection.sock.getsockname()[1]
+        for _ in range(5):
+            connection.request("GET", "/health")
+            reply = connection.getresponse()
+            reply.read()
+            assert reply.status == 200
+            assert reply.getheader("Connection", "").lower() != "close"
+        # the same socket all along: http.client would have reconnected
+        # (with another local port) after a close
+        assert connection.sock.getsockname()[1] == local_port
+    finally:
+        connection.close()
+
+
 def test_plain_http_is_refused(tls_api: Any) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", tls_api.port, timeout=5)
     try:

@@ -25,6 +25,8 @@ def files(tmp_path: Path, jwt_keys: Any) -> dict[str, Path]:
         ("WEB_CONCURRENCY", "many"),
         ("WEB_CONCURRENCY", "-2"),
         ("GUNICORN_TIMEOUT", "soon"),
+        ("GUNICORN_THREADS", "0"),
+        ("GUNICORN_KEEPALIVE", "forever"),
         ("LOG_LEVEL", "chatty"),
         ("REDIS_URL", "http://127.0.0.1:6379/0"),
         ("REDIS_URL", "redis://127.0.0.1:notaport/0"),

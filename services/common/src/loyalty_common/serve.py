@@ -48,11 +48,13 @@ class TlsSettings:
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """HTTP_HOST, HTTP_PORT, WEB_CONCURRENCY, GUNICORN_TIMEOUT, LOG_LEVEL, TLS_*."""
+    """HTTP_HOST, HTTP_PORT, WEB_CONCURRENCY, GUNICORN_*, LOG_LEVEL, TLS_*."""
 
     host: str = "0.0.0.0"
     port: int = 5000
     workers: int = 2
+    threads: int = 4
+    keepalive: int = 75
     timeout: int = 30
     log_level: int = 20
     tls: TlsSettings | None = None
@@ -112,6 +114,8 @@ def http_settings_from_env(environ: Mapping[str, str] | None = None) -> HttpSett
         host=host,
         port=env_int("HTTP_PORT", 5000, minimum=1, maximum=65535, environ=environ),
         workers=env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=256, environ=environ),
+        threads=env_int("GUNICORN_THREADS", 4, minimum=1, maximum=64, environ=environ),
+        keepalive=env_int("GUNICORN_KEEPALIVE", 75, minimum=1, maximum=3600, environ=environ),
         timeout=env_int("GUNICORN_TIMEOUT", 30, minimum=1, maximum=3600, environ=environ),
         log_level=env_log_level(environ=environ),
         tls=tls_settings_from_env(environ),
@@ -136,7 +140,7 @@ def ssl_context(tls: TlsSettings) -> Any:
 class WorkerSslContext:
     """gunicorn's ``ssl_context`` hook: one SSLContext per worker process.
 
-    gunicorn's sync worker asks for a context on every connection it accepts;
+    gunicorn asks for a context on every connection it accepts;
     building one each time would re-read the files per connection and lose
     TLS session resumption (the session cache lives in the context). The
     context is built once in each process and kept. Workers are new
@@ -165,7 +169,14 @@ def gunicorn_options(settings: HttpSettings, name: str) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bind": [f"{host}:{settings.port}"],
         "workers": settings.workers,
-        "worker_class": "sync",
+        # Threads keep connections alive: the router then reuses its TLS
+        # connections to the API instead of a full handshake per request
+        # (bench/README.md, "What TLS costs"). The idle time outlasts the
+        # router's own idle pool, so it is HAProxy that closes an idle
+        # connection, never the API under a request just being sent.
+        "worker_class": "gthread",
+        "threads": settings.threads,
+        "keepalive": settings.keepalive,
         "timeout": settings.timeout,
         "graceful_timeout": min(settings.timeout, 30),
         "loglevel": {10: "debug", 20: "info", 30: "warning", 40: "error"}.get(

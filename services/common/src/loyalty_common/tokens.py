@@ -132,7 +132,8 @@ class TokenVerifier:
         if cached is not None:
             if now < cached.exp:
                 return cached
-            del self._cache[token]
+            # pop, not del: another thread of the worker may have dropped it.
+            self._cache.pop(token, None)
             raise InvalidToken("token has expired")
         claims = self._verify(token)
         if self._cache_size:
@@ -140,7 +141,7 @@ class TokenVerifier:
                 # Dicts keep insertion order: drop the oldest half at once
                 # instead of paying for LRU bookkeeping on every hit.
                 for stale in list(self._cache)[: self._cache_size // 2 or 1]:
-                    del self._cache[stale]
+                    self._cache.pop(stale, None)
             self._cache[token] = claims
         return claims
 
