@@ -3,7 +3,15 @@
 - api_against_bare_app: POST /transactions on the Transaction API host with
   a reused token and with a new token per request, beside a bare Bottle app
   on the same host under the same gunicorn settings; the ratios to it;
-- through_router: the same POST with a reused token, through HAProxy.
+- through_router: the same POST with a reused token, through HAProxy (HTTPS).
+
+The deployed API serves HTTPS only and requires the routers' client
+certificate, which wrk cannot present. Both sides of the first row are
+therefore run beside the service, each over HTTPS with the host's own
+certificate and no client certificate asked: a second Transaction API from
+the deployed environment file (another port) and the bare app. With
+keep-alive a client certificate costs only at the handshake, so the
+comparison is the same as with the service itself.
 
 The targets are only the addresses the caller passes (the bench's own test
 hosts); every wrk run is bounded by its duration.
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import ssl
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,9 +30,16 @@ import http_load
 from hosts import REPO, CpuMeter, dexec, load_average, log, run
 from probes import http_status, make_token, new_tokens, wait_until
 
-API_PORT = 5000
+SERVICE_PORT = 5000
+API_PORT = 5098
 HELLO_PORT = 5099
 HELLO_FILE = "/usr/local/lib/bench_hello_app.py"
+CONFIG_DIR = "/etc/transaction-api"
+# The host's certificate and key, as python_service installs them for the service.
+TLS_ENV = (
+    f"--setenv=TLS_CERT_FILE={CONFIG_DIR}/tls-certificate.pem "
+    f"--setenv=TLS_KEY_FILE={CONFIG_DIR}/tls-private-key.pem"
+)
 ROUNDS = 3
 
 
@@ -34,14 +50,22 @@ def signing_key(secrets: Path) -> Any:
     return load_pem_private_key((secrets / "jwt" / "ed25519.key").read_bytes(), password=None)
 
 
+def client_tls(secrets: Path) -> ssl.SSLContext:
+    """Verifies the platform's CA and presents a platform certificate, as the router does."""
+    certificate = sorted((secrets / "tls" / "hosts").glob("*.crt"))[0]
+    context = ssl.create_default_context(cafile=str(secrets / "tls" / "ca.crt"))
+    context.load_cert_chain(str(certificate), str(certificate.with_suffix(".key")))
+    return context
+
+
 def api_gunicorn_workers(api_host: str) -> int:
     """WEB_CONCURRENCY of the deployed Transaction API (2 when unset, as the service)."""
-    env_file = dexec(api_host, "cat /etc/transaction-api/transaction-api.env").stdout
+    env_file = dexec(api_host, f"cat {CONFIG_DIR}/transaction-api.env").stdout
     found = re.search(r"^WEB_CONCURRENCY=\"?(\d+)", env_file, re.M)
     return int(found[1]) if found else 2
 
 
-def start_bare_app(api_host: str, api_address: str, gunicorn_workers: int) -> None:
+def start_bare_app(api_host: str, api_address: str, gunicorn_workers: int, ca_file: Path) -> None:
     """bench/hello_app.py on the API host, with its venv, user and worker count."""
     # Through stdin: docker cp cannot write into the host's /tmp (a tmpfs).
     run(
@@ -54,10 +78,31 @@ def start_bare_app(api_host: str, api_address: str, gunicorn_workers: int) -> No
         f"chmod 644 {HELLO_FILE} && systemd-run --unit=bench-hello "
         "--uid=transaction-api --gid=transaction-api "
         f"--setenv=HTTP_PORT={HELLO_PORT} --setenv=WEB_CONCURRENCY={gunicorn_workers} "
-        "--setenv=LOG_LEVEL=WARNING "
+        f"--setenv=LOG_LEVEL=WARNING {TLS_ENV} "
         f"/opt/transaction-api/venv/bin/python {HELLO_FILE}",
     )
-    wait_until(lambda: http_status(api_address, HELLO_PORT, "/health") == 200, 30, "the bare app")
+    wait_until(
+        lambda: http_status(api_address, HELLO_PORT, "/health", ca_file) == 200,
+        30,
+        "the bare app",
+    )
+
+
+def start_direct_api(api_host: str, api_address: str, ca_file: Path) -> None:
+    """A second Transaction API from the service's own environment file, on
+    API_PORT, without TLS_CLIENT_CA_FILE (see the module's docstring)."""
+    dexec(
+        api_host,
+        "systemd-run --unit=bench-api --uid=transaction-api --gid=transaction-api "
+        "sh -c 'set -a; . "
+        f"{CONFIG_DIR}/transaction-api.env; HTTP_PORT={API_PORT}; unset TLS_CLIENT_CA_FILE; "
+        "exec /opt/transaction-api/venv/bin/transaction-api'",
+    )
+    wait_until(
+        lambda: http_status(api_address, API_PORT, "/ready", ca_file) == 200,
+        30,
+        "the Transaction API beside the service",
+    )
 
 
 def pause_workers(worker_hosts: list[str]) -> None:
@@ -88,13 +133,12 @@ def api_against_bare_app(
     key = signing_key(secrets)
     token = make_token(key, 1)
     gunicorn_workers = api_gunicorn_workers(api_host)
-    start_bare_app(api_host, api_address, gunicorn_workers)
-    wait_until(
-        lambda: http_status(api_address, API_PORT, "/ready") == 200, 30, "the Transaction API"
-    )
-    api_url = f"http://{api_address}:{API_PORT}/transactions"
+    ca_file = secrets / "tls" / "ca.crt"
+    start_bare_app(api_host, api_address, gunicorn_workers, ca_file)
+    start_direct_api(api_host, api_address, ca_file)
+    api_url = f"https://{api_address}:{API_PORT}/transactions"
     targets = [
-        http_load.Target("hello", f"http://{api_address}:{HELLO_PORT}/transactions", token),
+        http_load.Target("hello", f"https://{api_address}:{HELLO_PORT}/transactions", token),
         http_load.Target("reused", api_url, token),
         http_load.Target("fresh", api_url, fresh_tokens=partial(new_tokens, key)),
     ]
@@ -103,7 +147,7 @@ def api_against_bare_app(
         with CpuMeter(metered_hosts) as cpu:
             http_load.drive(targets, seconds, ROUNDS, clients, netns)
     finally:
-        dexec(api_host, "systemctl stop bench-hello", check=False)
+        dexec(api_host, "systemctl stop bench-hello bench-api", check=False)
     hello, reused, fresh = targets
     figures = {
         "clients": clients,
@@ -115,7 +159,7 @@ def api_against_bare_app(
         "load_average_after_http": load_average(),
         "http_command": f"{wrk_prefix(netns)}wrk -t1 -c{clients} -d<turn> -s bench/post.lua, "
         f"from this machine to {api_url} and "
-        f"http://{api_address}:{HELLO_PORT}/transactions (bare Bottle), "
+        f"https://{api_address}:{HELLO_PORT}/transactions (bare Bottle), "
         f"{seconds:g} s each in {ROUNDS} alternating turns",
     }
     log(
@@ -131,7 +175,7 @@ def through_router(
 ) -> dict[str, Any]:
     """Requests/s of POST /transactions through HAProxy (it cuts the /transactions prefix)."""
     token = make_token(signing_key(secrets), 1)
-    url = f"http://{router_address}/transactions/transactions"
+    url = f"https://{router_address}/transactions/transactions"
     router = http_load.Target("router", url, token)
     turn = max(1, math.ceil(seconds / 2))
     http_load.drive([router], turn, 1, clients, netns)

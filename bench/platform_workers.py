@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hosts import CpuMeter, dexec, load_average, log
-from platform_http import API_PORT, signing_key
+from platform_http import SERVICE_PORT, client_tls, signing_key
 from probes import make_token, percentile, queue_backlog, stamp_latency, wait_until
 
 STREAM = "loyalty:transactions"
@@ -39,7 +39,17 @@ def redis_admin(redis_address: str, secrets: Path) -> Any:
     import redis
 
     password = (secrets / "redis" / "admin.password").read_text().split("\n")[0]
-    return redis.Redis(host=redis_address, password=password, decode_responses=True)
+    # TLS only, with a client certificate of the platform's CA (as every client).
+    certificate = sorted((secrets / "tls" / "hosts").glob("*.crt"))[0]
+    return redis.Redis(
+        host=redis_address,
+        password=password,
+        decode_responses=True,
+        ssl=True,
+        ssl_ca_certs=str(secrets / "tls" / "ca.crt"),
+        ssl_certfile=str(certificate),
+        ssl_keyfile=str(certificate.with_suffix(".key")),
+    )
 
 
 def drain_rate(
@@ -104,7 +114,7 @@ def worker_rates(
     return {
         "workers": rows,
         "workers_command": f"{backlog} entries XADDed from this machine to "
-        f"{redis_address}:6379 while systemctl-started loyalty-worker@N units drain them; "
+        f"{redis_address}:6379 (TLS) while systemctl-started loyalty-worker@N units drain them; "
         "rate = entries / time to all acknowledged",
     }
 
@@ -120,13 +130,14 @@ def award_latency(api_address: str, secrets: Path, samples: int) -> dict[str, An
     """p50/p99 from each 202 to GET /loyalty showing it, with the deployed workers."""
     token = make_token(signing_key(secrets), 1)
     time.sleep(1.0)
-    latencies = stamp_latency(api_address, API_PORT, token, samples)
+    latencies = stamp_latency(api_address, SERVICE_PORT, token, samples, client_tls(secrets))
     figures = {
         "stamp_p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
         "stamp_p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "stamp_max_ms": round(max(latencies) * 1000, 2),
         "stamp_samples": len(latencies),
-        "stamp_command": f"probes.stamp_latency() to {api_address}:{API_PORT}: {samples} times "
+        "stamp_command": f"probes.stamp_latency() to https://{api_address}:{SERVICE_PORT}: "
+        f"{samples} times "
         "POST /transactions, then GET /loyalty until the award shows; deployed workers",
     }
     log(f"202 -> award: p50 {figures['stamp_p50_ms']} ms, p99 {figures['stamp_p99_ms']} ms")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 FORM_BODY = "amount=2000&currency=GBP"
@@ -44,10 +46,14 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
         time.sleep(0.05)
 
 
-def http_status(host: str, port: int, path: str) -> int:
-    """The status of GET path, or 0 when nothing answers."""
+def http_status(host: str, port: int, path: str, ca_file: Path | None = None) -> int:
+    """The status of GET path, or 0 when nothing answers; HTTPS verified by ca_file if given."""
     try:
-        connection = http.client.HTTPConnection(host, port, timeout=2)
+        if ca_file is None:
+            connection = http.client.HTTPConnection(host, port, timeout=2)
+        else:
+            context = ssl.create_default_context(cafile=str(ca_file))
+            connection = http.client.HTTPSConnection(host, port, timeout=2, context=context)
         connection.request("GET", path)
         status = connection.getresponse().status
         connection.close()
@@ -79,12 +85,20 @@ def queue_backlog(redis_client: Any, count: int, batch: int = 1000) -> None:
     pipe.execute()
 
 
-def stamp_latency(host: str, api_port: int, token: str, samples: int) -> list[float]:
-    """Seconds from each 202 to GET /loyalty showing the transaction.
+def stamp_latency(
+    host: str, api_port: int, token: str, samples: int, tls: ssl.SSLContext | None = None
+) -> list[float]:
+    """Seconds from each 202 to GET /loyalty showing the transaction (HTTPS with tls).
 
     One request at a time from one client: this measures the path through
     the stream and a worker, not the API under load.
     """
+
+    def connect() -> http.client.HTTPConnection:
+        if tls is None:
+            return http.client.HTTPConnection(host, api_port, timeout=10)
+        return http.client.HTTPSConnection(host, api_port, timeout=10, context=tls)
+
     headers = {
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/x-www-form-urlencoded",
@@ -92,7 +106,7 @@ def stamp_latency(host: str, api_port: int, token: str, samples: int) -> list[fl
     latencies = []
     seen = None
     for _ in range(samples):
-        connection = http.client.HTTPConnection(host, api_port, timeout=10)
+        connection = connect()
         connection.request("POST", "/transactions", body=FORM_BODY, headers=headers)
         response = connection.getresponse()
         response.read()
@@ -102,7 +116,7 @@ def stamp_latency(host: str, api_port: int, token: str, samples: int) -> list[fl
             raise SystemExit(f"bench: POST /transactions answered {response.status}")
         deadline = accepted + 10
         while True:
-            connection = http.client.HTTPConnection(host, api_port, timeout=10)
+            connection = connect()
             connection.request("GET", "/loyalty", headers={"Authorization": f"Bearer {token}"})
             body = json.loads(connection.getresponse().read())
             connection.close()

@@ -26,7 +26,7 @@ from hosts import (
     run,
     start_hosts,
 )
-from platform_http import API_PORT, HELLO_PORT
+from platform_http import API_PORT, HELLO_PORT, SERVICE_PORT
 
 GATEWAY = "172.30.30.1"  # this machine, as the hosts see it
 VENV = REPO / ".venv" / "bin"
@@ -84,7 +84,7 @@ def write_inventory(
     # let both reach the API host's service port, the bare app's port beside
     # it, and Redis (to fill the stream).
     extra = {
-        "transaction_api": [API_PORT, HELLO_PORT],
+        "transaction_api": [SERVICE_PORT, API_PORT, HELLO_PORT],
         "redis": [6379],
     }
     for group, ports in extra.items():

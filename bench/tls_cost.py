@@ -8,8 +8,10 @@ TLS on every hop, configured the way the roles configure the platform:
         Transaction API (gunicorn) --Redis protocol (over TLS)--> redis-server
 
 Prints requests/s of POST /transactions through each router and their ratio
-(target >= 0.8), then XADD/s of one redis-py connection to each server and
-their ratio. The TLS copy uses ECDSA P-256 certificates of a CA made here,
+(target >= 0.8); the CPU time per request of each part (router, API, Redis,
+and wrk, the client) in each copy, which depends far less than the rates on
+what else the machine runs; then XADD/s of one redis-py connection to each
+server and their ratio. The TLS copy uses ECDSA P-256 certificates of a CA made here,
 TLS 1.2/1.3 only, ALPN h2,http/1.1 at the router, client certificates
 required by the API and by Redis, and HAProxy's TLS session reuse towards
 the API. wrk keeps its connections open (keep-alive), so the client side
@@ -61,22 +63,27 @@ defaults
     timeout server 30s
     option http-buffer-request
     http-reuse safe
-
-frontend plain
-    bind {host}:{plain_port}
-    default_backend api_plain
-
-frontend tls
-    bind {host}:{tls_port} ssl crt {tmp}/host.pem alpn h2,http/1.1
-    http-response set-header Strict-Transport-Security "max-age=63072000"
-    default_backend api_tls
-
-backend api_plain
-    server api {host}:{api_plain_port}
-
-backend api_tls
-    server api {host}:{api_tls_port} {server_tls}
 """
+# One HAProxy per copy, so that each copy's CPU is its own.
+HAPROXY_PLAIN = """
+frontend plain
+    bind {host}:{port}
+    default_backend api
+
+backend api
+    server api {host}:{api_port}
+"""
+HAPROXY_TLS = """
+frontend tls
+    bind {host}:{port} ssl crt {tmp}/host.pem alpn h2,http/1.1
+    http-response set-header Strict-Transport-Security "max-age=63072000"
+    default_backend api
+
+backend api
+    server api {host}:{api_port} ssl verify required verifyhost localhost \
+        ca-file {tmp}/ca.pem crt {tmp}/host.pem
+"""
+PARTS = ("router", "api", "redis")
 
 
 def make_certificates(directory: Path) -> None:
@@ -177,6 +184,8 @@ def main() -> int:
         )
         token = make_token(key, 1)
 
+        # The processes of each copy by part, for their CPU per request.
+        pids: dict[str, dict[str, int]] = {"plain": {}, "tls": {}}
         # Two Redis servers: one plain, one TLS only (port 0), clients' certificates required.
         ports = {name: free_port() for name in ("redis_plain", "redis_tls")}
         common = ["--bind", HOST, "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
@@ -193,11 +202,12 @@ def main() -> int:
                       "--tls-auth-clients", "yes",
                       "--tls-protocols", "TLSv1.2 TLSv1.3"]
             )  # fmt: skip
-            procs.start(
+            server = procs.start(
                 [REDIS_SERVER, *listen, *common, "--dir", str(workdir)],
                 dict(os.environ),
                 tmp / f"{name}.log",
             )
+            pids[name.removeprefix("redis_")]["redis"] = server.pid
         plain_redis = redis.Redis(host=HOST, port=ports["redis_plain"])
         tls_redis = redis.Redis(
             host=HOST, port=ports["redis_tls"], ssl=True, ssl_cert_reqs="required", **tls_files
@@ -233,25 +243,22 @@ def main() -> int:
             },
         }
         for name, env in envs.items():
-            procs.start([str(BIN / "transaction-api")], env, tmp / f"api-{name}.log")
+            pids[name]["api"] = procs.start(
+                [str(BIN / "transaction-api")], env, tmp / f"api-{name}.log"
+            ).pid
 
         router_ports = {"plain": free_port(), "tls": free_port()}
-        config = tmp / "haproxy.cfg"
-        config.write_text(
-            HAPROXY_CONFIG.format(
-                ciphers=CIPHERS,
-                ciphersuites=CIPHERSUITES,
-                server_tls=f"ssl verify required verifyhost localhost "
-                f"ca-file {tmp}/ca.pem crt {tmp}/host.pem",
-                host=HOST,
-                tmp=tmp,
-                plain_port=router_ports["plain"],
-                tls_port=router_ports["tls"],
-                api_plain_port=api_ports["plain"],
-                api_tls_port=api_ports["tls"],
+        for name, frontend in (("plain", HAPROXY_PLAIN), ("tls", HAPROXY_TLS)):
+            config = tmp / f"haproxy-{name}.cfg"
+            config.write_text(
+                HAPROXY_CONFIG.format(ciphers=CIPHERS, ciphersuites=CIPHERSUITES)
+                + frontend.format(
+                    host=HOST, port=router_ports[name], api_port=api_ports[name], tmp=tmp
+                )
             )
-        )
-        procs.start([haproxy, "-db", "-f", str(config)], dict(os.environ), tmp / "haproxy.log")
+            pids[name]["router"] = procs.start(
+                [haproxy, "-db", "-f", str(config)], dict(os.environ), tmp / f"haproxy-{name}.log"
+            ).pid
         wait_until(
             lambda: http_status(HOST, router_ports["plain"], "/ready") == 200, 30, "plain path"
         )
@@ -261,8 +268,22 @@ def main() -> int:
             http_load.Target("plain", f"http://{HOST}:{router_ports['plain']}/transactions", token),
             http_load.Target("tls", f"https://{HOST}:{router_ports['tls']}/transactions", token),
         ]
+        # A copy's processes idle while the other copy is loaded, so the CPU
+        # each one used over all turns is what its own requests cost.
+        cpu_before = {copy: {part: tree_cpu_seconds(pid) for part, pid in parts.items()}
+                      for copy, parts in pids.items()}  # fmt: skip
         http_load.drive(targets, args.seconds, args.rounds, args.clients)
         plain, tls = targets
+        cpu_us: dict[str, dict[str, float]] = {}
+        for target in targets:
+            served = target.requests - target.failures
+            used = {part: tree_cpu_seconds(pid) - cpu_before[target.name][part]
+                    for part, pid in pids[target.name].items()}  # fmt: skip
+            used["client"] = target.client_cpu_seconds
+            cpu_us[target.name] = {
+                part: round(seconds / served * 1e6, 1) if served else 0.0
+                for part, seconds in used.items()
+            }
         http_ratio = tls.rps / plain.rps if plain.rps else 0.0
 
         xadd = {"plain": 0.0, "tls": 0.0}
@@ -281,6 +302,7 @@ def main() -> int:
             xadd_tls_per_second=round(xadd["tls"], 1),
             xadd_tls_ratio=round(redis_ratio, 3),
             client_cores=http_load.client_cores(targets),
+            cpu_microseconds_per_request=cpu_us,
         )
         print(
             f"machine: {os.cpu_count()} CPUs; gunicorn workers per API: {args.workers}; "
@@ -291,6 +313,14 @@ def main() -> int:
               f"({plain.failures} failed)")  # fmt: skip
         print(f"POST /transactions via router, TLS   : {tls.rps:8.0f} requests/s "
               f"({tls.failures} failed)  ratio {http_ratio:.2f} (target >= 0.80)")  # fmt: skip
+        print("CPU per request, microseconds (plain / TLS):")
+        for part in (*PARTS, "client"):
+            print(f"  {part:<7}{cpu_us['plain'][part]:8.0f} / {cpu_us['tls'][part]:<8.0f}")
+        totals = {copy: sum(cpu_us[copy].values()) for copy in cpu_us}
+        servers = {copy: sum(cpu_us[copy][p] for p in PARTS) for copy in cpu_us}
+        print(f"  {'all':<7}{totals['plain']:8.0f} / {totals['tls']:<8.0f}"
+              f"ratio {totals['plain'] / totals['tls']:.2f}; router, API and Redis alone: "
+              f"ratio {servers['plain'] / servers['tls']:.2f}")  # fmt: skip
         print(f"XADD, one plain Redis connection     : {xadd['plain']:8.0f} per second")
         print(f"XADD, one TLS Redis connection       : {xadd['tls']:8.0f} per second  "
               f"ratio {redis_ratio:.2f}")  # fmt: skip
@@ -301,6 +331,31 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and of its descendants, alive or waited for."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, and cutime, cstime of children already waited for
+        total += sum(int(value) for value in fields[11:15])
+        pending += children.get(current, [])
+    return total / ticks
 
 
 def _pings(client: Any) -> bool:
