@@ -1,15 +1,25 @@
-"""One composed platform for the whole session, built from the project's own
-Debian image (nothing can be pulled), three workers, removed at the end.
-Requests go to the router's HTTPS port and verify its certificate against
-the CA that scripts/compose-secrets made; the plain port only redirects.
+"""One composed platform for the whole session, started as a user would: a
+fresh copy of the repository's tracked files (what `git clone` gives, with
+this working tree's changes) and `docker-compose up -d` in it, nothing run
+before. Only the variables compose.yaml documents are set: the base images
+(the project's own Debian image: nothing can be pulled), the CA of a
+TLS-intercepting proxy for the build's PyPI downloads (BUILD_EXTRA_CA, from
+/usr/local/share/ca-certificates/ when the machine has one), the ports and
+the subnet. Then three workers (`up -d --scale`). Requests go to the
+router's HTTPS port and verify its certificate against the CA that the
+`secrets` service made (`run --rm -T secrets ca`); the demo password is read
+from `logs secrets`, as docs/compose.md tells a user.
 
 Environment:
   LOYALTY_DEBIAN_RELEASE    trixie (Debian 13, the default) or bookworm
-                            (Debian 12): the wheelhouse's Python and the base
+                            (Debian 12): the base image's release
   COMPOSE_TEST_BASE_IMAGE   base of every image (default
                             loyalty-host:<release>, from scripts/host-image)
   COMPOSE_COMMAND           "docker-compose" or "docker compose" (default:
                             whichever is installed, v1 first)
+  COMPOSE_TEST_PROJECT      the compose project's name (loyalty-compose-test)
+  COMPOSE_TEST_SUBNET       its network (172.30.40.0/24)
+  LOYALTY_COMPOSE_TAG       the images' tag (test)
 """
 
 from __future__ import annotations
@@ -34,8 +44,9 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT = "loyalty-compose-test"
-SUBNET = "172.30.40.0/24"
+PROJECT = os.environ.get("COMPOSE_TEST_PROJECT") or "loyalty-compose-test"
+SUBNET = os.environ.get("COMPOSE_TEST_SUBNET") or "172.30.40.0/24"
+EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 WORKERS = 3
 FIGURES = REPO / "build" / "compose-figures.json"
 
@@ -103,10 +114,47 @@ class Response:
         return self.headers.get("content-type", "")
 
 
+def fresh_copy(target: Path) -> None:
+    """The repository's tracked files as they are in this working tree, into
+    target: what a clone holds (no .venv, no build output, no secrets)."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "--cached"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def extra_build_ca() -> str:
+    """The machine's own added CAs (a TLS proxy's on the way to PyPI), for the
+    image build; empty where there are none."""
+    if os.environ.get("BUILD_EXTRA_CA"):
+        return os.environ["BUILD_EXTRA_CA"]
+    files = sorted(EXTRA_CA_DIR.glob("*.crt")) if EXTRA_CA_DIR.is_dir() else []
+    return "".join(f.read_text(encoding="ascii") for f in files)
+
+
+def demo_password_from_logs(logs: str) -> str:
+    """The password the `secrets` service prints on each start (the last one)."""
+    found = [
+        line.rsplit("password: ", 1)[1].strip()
+        for line in logs.splitlines()
+        if "demo users" in line and "password: " in line
+    ]
+    assert found, f"no demo password in the secrets service's logs:\n{logs[-2000:]}"
+    return found[-1]
+
+
 @dataclass
 class Platform:
     env: dict[str, str]
     secrets: Path
+    # The fresh copy of the repository that compose runs in.
+    checkout: Path = field(default_factory=Path)
     # https://127.0.0.1:<published 8443>; plain_address: 127.0.0.1:<published 8080>.
     base_url: str = ""
     plain_address: str = ""
@@ -118,8 +166,8 @@ class Platform:
 
     def compose(self, *args: str, check: bool = True, timeout: float = 300) -> str:
         result = subprocess.run(
-            [*compose_command(), "-p", PROJECT, "-f", str(REPO / "compose.yaml"), *args],
-            cwd=REPO,
+            [*compose_command(), *args],
+            cwd=self.checkout,
             env=self.env,
             capture_output=True,
             text=True,
@@ -135,7 +183,7 @@ class Platform:
 
     @property
     def ca_file(self) -> Path:
-        """The compose CA's certificate (scripts/compose-secrets)."""
+        """The compose CA's certificate (`run --rm -T secrets ca`)."""
         return self.secrets / "ca.crt"
 
     def tls_context(self) -> ssl.SSLContext:
@@ -144,6 +192,41 @@ class Platform:
 
     def container_ids(self, service: str) -> list[str]:
         return self.compose("ps", "-q", service).split()
+
+    def read_secrets(self) -> None:
+        """The demo password from `logs secrets` and the CA from `run --rm -T
+        secrets ca`, into self.secrets (demo.password, ca.crt) as a user
+        would save them."""
+        self.password = demo_password_from_logs(self.compose("logs", "--no-color", "secrets"))
+        (self.secrets / "demo.password").write_text(self.password + "\n")
+        ca = self.compose("run", "--rm", "-T", "secrets", "ca")
+        assert ca.startswith("-----BEGIN CERTIFICATE-----"), ca[:200]
+        self.ca_file.write_text(ca)
+
+    def first_accepted(self) -> bool:
+        """A token and a 202 through the router (False until then)."""
+        # Until the router's health checks pass: no answer, or 503. The
+        # token endpoint is rate limited, so it is asked only once both
+        # backends answer through the router.
+        try:
+            for path in ("/authentication/health", "/transactions/ready"):
+                if self.request("GET", path).status != 200:
+                    return False
+            answer = self.request(
+                "POST",
+                "/authentication/token",
+                form={"username": "alice", "password": self.password},
+            )
+            if answer.status != 200:
+                return False
+            answer = self.request(
+                "POST",
+                "/transactions/transactions",
+                form={"token": answer.body["token"], "amount": "1", "currency": "GBP"},
+            )
+        except (OSError, ssl.SSLError):
+            return False
+        return answer.status == 202
 
     def request(
         self,
@@ -227,11 +310,13 @@ class Platform:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The fuzz after every other test of the platform (it spends the
-    router's token budget, which they ask for directly), and the test that
-    takes the platform down after it; otherwise file order."""
+    router's token budget, which they ask for directly), then the restart,
+    then the test that takes the platform down; otherwise file order."""
 
     def rank(item: pytest.Item) -> int:
         if item.get_closest_marker("takes_platform_down"):
+            return 3
+        if item.get_closest_marker("restarts_platform"):
             return 2
         return 1 if item.get_closest_marker("api_fuzz") else 0
 
@@ -254,14 +339,17 @@ def platform() -> Iterator[Platform]:
     base = os.environ.get("COMPOSE_TEST_BASE_IMAGE") or default_base_image()
     if subprocess.run(["docker", "image", "inspect", base], capture_output=True).returncode:
         pytest.fail(f"the base image {base} is missing; scripts/host-image builds it")
-    secrets = Path(tempfile.mkdtemp(prefix="loyalty-compose-secrets-"))
+    secrets = Path(tempfile.mkdtemp(prefix="loyalty-compose-client-"))
+    checkout = Path(tempfile.mkdtemp(prefix="loyalty-compose-clone-"))
+    fresh_copy(checkout)
     env = dict(
         os.environ,
+        COMPOSE_PROJECT_NAME=PROJECT,
         BASE_IMAGE=base,
         REDIS_BASE_IMAGE=base,
         HAPROXY_BASE_IMAGE=base,
-        LOYALTY_COMPOSE_TAG="test",
-        LOYALTY_COMPOSE_SECRETS=str(secrets),
+        BUILD_EXTRA_CA=extra_build_ca(),
+        LOYALTY_COMPOSE_TAG=os.environ.get("LOYALTY_COMPOSE_TAG") or "test",
         LOYALTY_COMPOSE_SUBNET=SUBNET,
         LOYALTY_COMPOSE_ADDRESS="127.0.0.1",
         # Empty: Docker picks a free port on 127.0.0.1. The HTTPS port is
@@ -271,51 +359,23 @@ def platform() -> Iterator[Platform]:
         # A killed worker's entries are taken over after 2 s instead of 30 s.
         WORKER_CLAIM_IDLE_MS="2000",
     )
-    env.pop("COMPOSE_PROJECT_NAME", None)
     env.pop("COMPOSE_FILE", None)
-    platform = Platform(env=env, secrets=secrets)
+    platform = Platform(env=env, secrets=secrets, checkout=checkout)
     platform.compose("down", "-v", "--remove-orphans", "--timeout", "5")
     try:
-        subprocess.run([str(REPO / "scripts/compose-secrets"), str(secrets)], check=True)
-        platform.password = (secrets / "demo.password").read_text().splitlines()[0]
-        subprocess.run([str(REPO / "scripts/compose-wheelhouse")], check=True, env=env)
-
         started = time.monotonic()
-        platform.compose("up", "-d", "--build", "--scale", f"loyalty-worker={WORKERS}", timeout=900)
+        platform.compose("up", "-d", timeout=900)
         up_done = time.monotonic()
         address = platform.compose("port", "router", "8443").strip()
         assert address == f"127.0.0.1:{env['LOYALTY_COMPOSE_TLS_PORT']}", address
         platform.base_url = f"https://{address}"
         platform.plain_address = platform.compose("port", "router", "8080").strip()
         assert platform.plain_address.startswith("127.0.0.1:"), platform.plain_address
+        platform.read_secrets()
 
-        def first_accepted() -> bool:
-            # Until the router's health checks pass: no answer, or 503. The
-            # token endpoint is rate limited, so it is asked only once both
-            # backends answer through the router.
-            try:
-                for path in ("/authentication/health", "/transactions/ready"):
-                    if platform.request("GET", path).status != 200:
-                        return False
-                answer = platform.request(
-                    "POST",
-                    "/authentication/token",
-                    form={"username": "alice", "password": platform.password},
-                )
-                if answer.status != 200:
-                    return False
-                answer = platform.request(
-                    "POST",
-                    "/transactions/transactions",
-                    form={"token": answer.body["token"], "amount": "1", "currency": "GBP"},
-                )
-            except (OSError, ssl.SSLError):
-                return False
-            return answer.status == 202
-
-        wait_for("the first 202 through the router", first_accepted, timeout=120, interval=0.2)
+        wait_for("the first 202 through the router", platform.first_accepted, timeout=120)
         platform.figures = {
-            "command": "docker-compose up -d --build --scale loyalty-worker=3",
+            "command": "docker-compose up -d",
             "base_image": base,
             "up_seconds": round(up_done - started, 1),
             "up_to_first_202_seconds": round(time.monotonic() - started, 1),
@@ -325,7 +385,9 @@ def platform() -> Iterator[Platform]:
         FIGURES.parent.mkdir(parents=True, exist_ok=True)
         FIGURES.write_text(json.dumps(platform.figures, indent=2) + "\n")
         print(f"\ncompose figures: {platform.figures}")
+        platform.compose("up", "-d", "--no-recreate", "--scale", f"loyalty-worker={WORKERS}")
         yield platform
     finally:
         platform.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
         shutil.rmtree(secrets, ignore_errors=True)
+        shutil.rmtree(checkout, ignore_errors=True)

@@ -1,5 +1,8 @@
-"""The composed platform through its router: the originals' HTTPie flow,
-JSON errors, a worker killed under load, and `down -v` leaving nothing.
+"""The composed platform through its router: the secrets made by the
+one-shot `secrets` service, each service seeing only its own; the originals'
+HTTPie flow, JSON errors, a worker killed under load; a restart (`down`,
+then `up -d`) that keeps the data and the secrets; and `down -v` leaving
+nothing.
 
 The tests share one platform (conftest.py) and run in file order; the last
 one takes it down, after every other test of the directory (conftest.py).
@@ -14,7 +17,24 @@ import time
 import uuid
 
 import pytest
-from conftest import PROJECT, WORKERS, Platform, project_resources, wait_for
+from conftest import (
+    PROJECT,
+    WORKERS,
+    Platform,
+    demo_password_from_logs,
+    project_resources,
+    wait_for,
+)
+
+# What each service finds under /run/secrets/ (its own volume): only the
+# files it reads.
+SERVICE_SECRETS = {
+    "auth-api": {"jwt_private_key", "users_json"},
+    "transaction-api": {"jwt_public_key", "redis_loyalty_password"},
+    "loyalty-worker": {"redis_loyalty_password"},
+    "redis": {"redis_admin_password", "redis_loyalty_password"},
+    "router": {"router_pem"},
+}
 
 
 def loyalty(platform: Platform, token: str) -> dict:
@@ -66,6 +86,67 @@ def test_every_container_is_healthy_unprivileged_and_read_only(platform: Platfor
                 check=True,
             ).stdout.strip()
             assert uid != "0", f"{service} runs as root"
+
+
+def running_container(platform: Platform, service: str) -> str:
+    """One running container of the service (a killed worker's stays listed)."""
+    running = [c for c in platform.container_ids(service) if inspect(c)["State"]["Running"]]
+    assert running, f"no {service} container is running"
+    return running[0]
+
+
+def read_secret(platform: Platform, service: str, name: str) -> str:
+    container = running_container(platform, service)
+    return subprocess.run(
+        ["docker", "exec", container, "cat", f"/run/secrets/{name}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_secrets_made_once_by_the_one_shot_service_each_service_sees_its_own(
+    platform: Platform,
+) -> None:
+    """The `secrets` service ran to completion (exit 0) before the others;
+    each service's /run/secrets holds only what it reads, read-only; the
+    passwords have the role's strength (32 letters and digits), the token
+    key is Ed25519, the users file holds scrypt hashes, none of the demo
+    password in clear."""
+    (init,) = platform.compose("ps", "-a", "-q", "secrets").split()
+    state = inspect(init)["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 0), state
+    for service, expected in SERVICE_SECRETS.items():
+        container = running_container(platform, service)
+        listed = subprocess.run(
+            ["docker", "exec", container, "ls", "-A", "/run/secrets"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert set(listed) == expected, (service, listed)
+        mounts = {m["Destination"]: m for m in inspect(container)["Mounts"]}
+        assert mounts["/run/secrets"]["RW"] is False, service
+        assert mounts["/run/secrets"]["Name"] == f"{PROJECT}_secrets-{service}", service
+    for name in ("redis_admin_password", "redis_loyalty_password"):
+        value = read_secret(platform, "redis", name).strip()
+        assert re.fullmatch(r"[A-Za-z0-9]{32}", value), name
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", platform.password)
+    key = read_secret(platform, "auth-api", "jwt_private_key")
+    assert key.startswith("-----BEGIN PRIVATE KEY-----")
+    algorithm = subprocess.run(
+        ["openssl", "pkey", "-noout", "-text"], input=key, capture_output=True, text=True
+    ).stdout
+    assert algorithm.startswith("ED25519 Private-Key"), algorithm[:80]
+    users = json.loads(read_secret(platform, "auth-api", "users_json"))
+    assert [(u["username"], u["can_transact"]) for u in users] == [
+        ("alice", True),
+        ("bob", True),
+        ("charlie", False),
+    ]
+    hashes = [u["password_hash"] for u in users]
+    assert all(h.startswith("scrypt$") for h in hashes) and len(set(hashes)) == 3
+    assert platform.password not in json.dumps(users)
 
 
 def test_router_published_on_loopback_only(platform: Platform) -> None:
@@ -312,6 +393,41 @@ def test_worker_killed_under_load_awards_each_transaction_once(platform: Platfor
     assert replies[-1] == "0", "dead letters were written"
     assert pending_by_consumer(platform) == {}
     print(f"\nkilled worker held {held} unacknowledged entries; all {total} awarded once")
+
+
+@pytest.mark.restarts_platform
+def test_a_restart_keeps_the_data_and_the_secrets(platform: Platform) -> None:
+    """`down` (without -v) and `up -d` again: the same password, token key,
+    Redis passwords and router certificate (the saved ca.crt still verifies
+    it), alice's loyalty state as it was, and the `secrets` service says it
+    made nothing."""
+    token = platform.token("alice")
+    before_state = loyalty(platform, token)
+    kept = {
+        (service, name): read_secret(platform, service, name)
+        for service, names in SERVICE_SECRETS.items()
+        for name in names
+    }
+    platform.compose("down", "--timeout", "5")
+    assert project_resources()["containers"] == []
+    started = time.monotonic()
+    platform.compose("up", "-d", timeout=300)
+    platform.plain_address = platform.compose("port", "router", "8080").strip()
+    wait_for("the first 202 after the restart", platform.first_accepted, timeout=120)
+    platform.figures["restart_up_to_first_202_seconds"] = round(time.monotonic() - started, 1)
+    print(f"\nrestart: up -d to the first 202 in {round(time.monotonic() - started, 1)} s")
+
+    logs = platform.compose("logs", "--no-color", "secrets")
+    assert demo_password_from_logs(logs) == platform.password
+    # Its last start's summary: three lines, the first saying nothing was made.
+    summary = [line for line in logs.splitlines() if "secrets: " in line][-3:]
+    assert summary[0].endswith("secrets: all kept from the last start"), summary
+    for (service, name), content in kept.items():
+        assert read_secret(platform, service, name) == content, (service, name)
+    after = loyalty(platform, platform.token("alice"))
+    # The first_accepted() above added one transaction of alice's.
+    assert after["transactions"] >= before_state["transactions"] + 1, (before_state, after)
+    assert stamp_total(after) >= stamp_total(before_state)
 
 
 @pytest.mark.takes_platform_down

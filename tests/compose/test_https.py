@@ -1,6 +1,6 @@
-"""The compose router's HTTPS: the certificate from the platform's own CA
-tooling (scripts/compose-secrets runs the platform_secrets role), verified
-by name; the HTTPie flow over it; TLS 1.2 and 1.3 only, with the profile's
+"""The compose router's HTTPS: the certificate signed by the CA the
+`secrets` service makes (the platform_secrets role's kinds), verified by
+name; the HTTPie flow over it; TLS 1.2 and 1.3 only, with the profile's
 ciphers; ALPN h2; HSTS on every answer; the plain port answering 308 to the
 same path on the published HTTPS port; a renewed certificate taken up by a
 reload.
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Platform, wait_for
+from conftest import Platform, wait_for
 
 # Mozilla's intermediate profile as containers/router/haproxy.cfg sets it:
 # TLS 1.2's ECDHE AEAD suites (ECDSA, the certificate's key) and TLS 1.3's.
@@ -235,21 +235,30 @@ def test_a_post_follows_the_redirect_with_its_body(platform: Platform) -> None:
     assert status == 202, (status, raw)
 
 
+def router_pem(platform: Platform) -> str:
+    (router,) = platform.container_ids("router")
+    return subprocess.run(
+        ["docker", "exec", router, "cat", "/run/secrets/router_pem"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def test_a_renewed_certificate_is_taken_up_by_a_reload_that_fails_no_request(
     platform: Platform,
 ) -> None:
-    """The role signs the router's certificate again (here: its certificate
-    removed, as when it nears expiry); scripts/compose-secrets writes
-    router.pem in place, so the running router's secret shows it, and
-    SIGUSR2 (what scripts/compose-up sends) reloads HAProxy while requests
-    keep coming, each on a new connection, none failing."""
-    pem = platform.secrets / "router.pem"
+    """The `secrets` service signs the router's certificate again when it
+    expires within its renewal window (here a window longer than the
+    certificate's life, as when it nears expiry) and writes it to the
+    router's volume, which the running router sees; SIGUSR2 (what
+    scripts/compose-up sends) reloads HAProxy while requests keep coming,
+    each on a new connection, none failing."""
     before = handshake(platform, platform.tls_context())["certificate"]["serialNumber"]
-    inode, content = pem.stat().st_ino, pem.read_bytes()
-    (platform.secrets / "platform" / "tls" / "hosts" / "router.crt").unlink()
-    subprocess.run([str(REPO / "scripts/compose-secrets"), str(platform.secrets)], check=True)
-    assert pem.stat().st_ino == inode, "router.pem was replaced, not rewritten"
-    assert pem.read_bytes() != content, "the role did not sign the certificate again"
+    content = router_pem(platform)
+    output = platform.compose("run", "--rm", "-T", "-e", "SECRETS_TLS_RENEW_DAYS=400", "secrets")
+    assert "made router.crt" in output, output
+    assert router_pem(platform) != content, "the router's volume still has the old certificate"
 
     statuses: list[int | str] = []
     stop = threading.Event()
