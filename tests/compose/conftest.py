@@ -375,7 +375,7 @@ def platform() -> Iterator[Platform]:
 
         wait_for("the first 202 through the router", platform.first_accepted, timeout=120)
         platform.figures = {
-            "command": "docker-compose up -d",
+            "command": " ".join([*compose_command(), "up", "-d"]),
             "base_image": base,
             "up_seconds": round(up_done - started, 1),
             "up_to_first_202_seconds": round(time.monotonic() - started, 1),
