@@ -374,5 +374,13 @@ def test_the_password_and_the_token_cross_the_published_port_only_encrypted(
             answer = connection.recv(4096)
         assert answer.split(b" ", 2)[1] == b"308", answer[:200]
 
-    captured, _ = capture(plain)
-    assert marker.encode() in captured
+    # The control must show that clear text on these ports is seen; a
+    # capture missed that one packet once in many runs, so it gets three
+    # tries (each with its own capture), and any one seeing it proves it.
+    seen = []
+    for _ in range(3):
+        captured, _ = capture(plain)
+        seen.append(marker.encode() in captured)
+        if seen[-1]:
+            break
+    assert any(seen), f"the clear-text control was not in any of {len(seen)} captures"
