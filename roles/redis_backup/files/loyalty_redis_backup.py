@@ -276,7 +276,11 @@ def store_backup(cfg: dict[str, Any], meta: dict[str, Any], archive: Path) -> No
     store = Path(cfg["store_dir"])
     if sha256(archive) != meta["sha256"]:
         raise Failure(f"{meta['name']}: checksum mismatch, not stored")
-    os.replace(archive, store / meta["file"])
+    # Another file system possibly (the working directory): moved under a
+    # temporary name first, renamed in place once complete.
+    partial = store / f".{meta['file']}.tmp"
+    shutil.move(archive, partial)
+    partial.replace(store / meta["file"])
     metadata = store / f".{meta['name']}.json.tmp"
     metadata.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     metadata.replace(store / f"{meta['name']}.json")
