@@ -300,11 +300,49 @@ def check_meta(meta: dict[str, Any]) -> None:
 # --- Commands ---------------------------------------------------------------------
 
 
+def sentinels_primary(cfg: dict[str, Any]) -> str | None:
+    """The address most Sentinels name as the primary (None: no majority)."""
+    sentinel = cfg["sentinel"]
+    tls = cfg["tls_dir"]
+    password = Path(sentinel["password_file"]).read_text().strip()
+    named: list[str] = []
+    for address in sentinel["addresses"]:
+        result = subprocess.run(
+            [
+                "redis-cli", "--tls", "--cacert", f"{tls}/ca.pem", "--cert",
+                f"{tls}/certificate.pem", "--key", f"{tls}/private-key.pem", "-h", address,
+                "-p", str(sentinel["port"]), "--no-auth-warning",
+                "SENTINEL", "get-master-addr-by-name", sentinel["master_name"],
+            ],
+            env=dict(os.environ, REDISCLI_AUTH=password),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )  # fmt: skip
+        lines = result.stdout.split()
+        if result.returncode == 0 and len(lines) == 2:
+            named.append(lines[0])
+    for address in set(named):
+        if named.count(address) * 2 > len(sentinel["addresses"]):
+            return address
+    return None
+
+
 def take(cfg: dict[str, Any]) -> int:
     role = redis_cli(cfg, "ROLE").splitlines()[0]
     if role != "master":
         print(f"this Redis is a {role}, not the primary: no backup taken here")
         return 0
+    # A former primary that starts again answers "master" until the
+    # Sentinels make it a replica: its data is stale. Only the host that
+    # most Sentinels name takes the backup.
+    if cfg.get("sentinel"):
+        primary = sentinels_primary(cfg)
+        if primary != cfg["private_address"]:
+            named = primary or "no agreed primary"
+            print(f"the Sentinels name {named}, not this host: no backup taken here")
+            return 0
     created = now_utc().replace(microsecond=0)
     name = "loyalty-redis-" + created.strftime("%Y%m%dT%H%M%SZ")
     work = Path(cfg["work_dir"])
