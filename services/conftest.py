@@ -323,6 +323,89 @@ class RedisHA:
         wait_until(acquainted, timeout=timeout, interval=0.1)
 
 
+class AofRedis:
+    """redis-server with append-only persistence in a directory of the test's,
+    backed up and restored the way roles/redis_backup and playbooks/restore.yml
+    do it (docs/backups.md)."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *extra: str) -> None:
+        self.process = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "/usr/bin/redis-server",
+                "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
+                "--logfile", str(self.directory / "redis.log"), *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def client(self) -> redis.Redis:
+        # No retries: redis-py would otherwise wait through LOADING itself.
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        return redis.Redis(
+            port=self.port, decode_responses=True, socket_timeout=5, retry=Retry(NoBackoff(), 0)
+        )
+
+    def state(self) -> str:
+        """ "data", "loading" or "down": what DBSIZE gets (PING is answered while loading)."""
+        client = self.client()
+        try:
+            client.dbsize()
+        except redis.exceptions.BusyLoadingError:
+            return "loading"
+        except redis.ConnectionError:
+            return "down"
+        finally:
+            client.close()
+        return "data"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+            self.process = None
+
+    @staticmethod
+    def rewriting(client: redis.Redis) -> bool:
+        persistence = client.info("persistence")
+        return bool(persistence["aof_rewrite_in_progress"] or persistence["aof_rewrite_scheduled"])
+
+    def backup(self, dest: Path) -> None:
+        """The AOF directory, copied with automatic rewrites paused and none running."""
+        client = self.client()
+        try:
+            client.config_set("auto-aof-rewrite-percentage", 0)
+            wait_until(lambda: not self.rewriting(client), timeout=10)
+            shutil.copytree(self.directory / "appendonlydir", dest)
+        finally:
+            client.config_set("auto-aof-rewrite-percentage", 100)
+            client.close()
+
+    def restore(self, source: Path, key_load_delay_us: int) -> None:
+        """Stopped, the AOF directory replaced by the backup's, started again
+        slowed down by key_load_delay_us per key and answering clients
+        between small steps of the load (by default every 2 MB loaded)."""
+        self.stop()
+        shutil.rmtree(self.directory / "appendonlydir")
+        shutil.copytree(source, self.directory / "appendonlydir")
+        self.start(
+            "--key-load-delay", str(key_load_delay_us),
+            "--loading-process-events-interval-bytes", "1024",
+        )  # fmt: skip
+
+
 @pytest.fixture
 def redis_ha(tmp_path: Path) -> Iterator[RedisHA]:
     """A primary, two replicas and three Sentinels of this test's own."""
@@ -672,6 +755,7 @@ class Kit:
     free_port = staticmethod(free_port)
     BIN = BIN
     Service = Service
+    AofRedis = AofRedis
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,11 @@ awarded before the backup that is queued again is not awarded twice.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from worker_helpers import WorkerProcess, queue, settled, user_state, wait_until, worker_env
 
 FILLER_KEYS = 3000
@@ -26,77 +22,18 @@ LOAD_DELAY_US = 1500  # per key: about 4.5 s of LOADING
 USERS = (1, 2, 3)
 
 
-class AofRedis:
-    """redis-server with AOF on a fixed port and directory, started with extra options."""
-
-    def __init__(self, directory: Path, port: int) -> None:
-        self.directory = directory
-        self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, *extra: str) -> None:
-        self.process = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "/usr/bin/redis-server",
-                "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
-                "--logfile", str(self.directory / "redis.log"), *extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    def client(self) -> redis.Redis:
-        # No retries: redis-py would otherwise wait through LOADING itself.
-        return redis.Redis(
-            port=self.port, decode_responses=True, socket_timeout=5, retry=Retry(NoBackoff(), 0)
-        )
-
-    def answers(self) -> str:
-        """ "data", "loading" or "down": what DBSIZE gets (PING is answered while loading)."""
-        client = self.client()
-        try:
-            client.dbsize()
-        except redis.exceptions.BusyLoadingError:
-            return "loading"
-        except redis.ConnectionError:
-            return "down"
-        finally:
-            client.close()
-        return "data"
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
-            self.process = None
-
-
-def rewriting(client: redis.Redis) -> bool:
-    persistence = client.info("persistence")
-    return bool(persistence["aof_rewrite_in_progress"] or persistence["aof_rewrite_scheduled"])
-
-
 def states(client: redis.Redis) -> dict[int, dict[str, int]]:
     return {u: user_state(client, u) for u in USERS}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_worker_pauses_while_redis_loads_a_restored_backup_and_resumes(tmp_path: Path) -> None:
+def test_worker_pauses_while_redis_loads_a_restored_backup_and_resumes(
+    kit: Any, tmp_path: Path
+) -> None:
     data = tmp_path / "redis"
     data.mkdir()
-    server = AofRedis(data, free_port())
+    server = kit.AofRedis(data, kit.free_port())
     server.start()
-    wait_until(lambda: server.answers() == "data", timeout=10)
+    wait_until(lambda: server.state() == "data", timeout=10)
     client = server.client()
     for i in range(150):
         queue(client, f"tx-{i}", user_id=USERS[i % 3])
@@ -108,12 +45,9 @@ def test_worker_pauses_while_redis_loads_a_restored_backup_and_resumes(tmp_path:
         # then the AOF directory copied with rewrites paused.
         client.mset({f"filler:{i}": "x" for i in range(FILLER_KEYS)})
         client.bgrewriteaof()
-        wait_until(lambda: not rewriting(client), timeout=10)
-        client.config_set("auto-aof-rewrite-percentage", 0)
-        wait_until(lambda: not rewriting(client), timeout=10)
+        wait_until(lambda: not server.rewriting(client), timeout=10)
         at_backup = states(client)
-        shutil.copytree(data / "appendonlydir", tmp_path / "backup")
-        client.config_set("auto-aof-rewrite-percentage", 100)
+        server.backup(tmp_path / "backup")
         assert sum(s["transactions"] for s in at_backup.values()) == 150
         # Awarded after the backup: lost with the restore.
         for i in range(150, 180):
@@ -123,18 +57,12 @@ def test_worker_pauses_while_redis_loads_a_restored_backup_and_resumes(tmp_path:
 
         # The restore: stopped, the backup's AOF directory put back, started
         # slowed down and answering between small steps of the load.
-        server.stop()
-        shutil.rmtree(data / "appendonlydir")
-        shutil.copytree(tmp_path / "backup", data / "appendonlydir")
         awarded_before = worker.count("awarded transaction_id")
-        server.start(
-            "--key-load-delay", str(LOAD_DELAY_US),
-            "--loading-process-events-interval-bytes", "1024",
-        )  # fmt: skip
-        wait_until(lambda: server.answers() == "loading", timeout=10)
+        server.restore(tmp_path / "backup", LOAD_DELAY_US)
+        wait_until(lambda: server.state() == "loading", timeout=10)
         worker.wait_for(r"redis unreachable", timeout=10)
         paused = 0
-        while server.answers() == "loading":
+        while server.state() == "loading":
             # Paused: alive, retrying, awarding nothing.
             assert worker.process.poll() is None
             assert worker.count("awarded transaction_id") == awarded_before
