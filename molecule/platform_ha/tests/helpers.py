@@ -13,6 +13,7 @@ import os
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,18 @@ def synced_replica(address: str) -> bool:
     data and follows its stream of writes."""
     info = replication_info(address)
     return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
+
+def wait_for_sentinels_to_agree(primary_address: str, timeout: float = 60) -> None:
+    """Until every Sentinel names primary_address, with two replicas and two
+    other Sentinels known."""
+    deadline = time.monotonic() + timeout
+    while True:
+        views = {h: sentinel_view(h) for h in REDIS_HOSTS}
+        if all(view == (primary_address, "2", "2", "2") for view in views.values()):
+            return
+        assert time.monotonic() < deadline, f"Sentinels' views: {views}"
+        time.sleep(2)
 
 
 def os_release(host: str) -> str:

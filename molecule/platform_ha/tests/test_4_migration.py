@@ -14,7 +14,6 @@ from helpers import (
     ADDRESSES,
     EDGE_HOSTS,
     FIGURES,
-    REDIS_HOSTS,
     RELEASES,
     REPO,
     TOKENS,
@@ -25,9 +24,9 @@ from helpers import (
     os_release,
     request,
     run_playbooks,
-    sentinel_view,
     synced_replica,
     vip_holder,
+    wait_for_sentinels_to_agree,
     wait_until_drained,
 )
 from host_commands import dexec, docker, start_systemd_host
@@ -84,13 +83,7 @@ def test_replace_the_debian_12_redis_host_with_a_debian_13_one():
         time.sleep(1)
     assert current_primary() == primary
     # Every Sentinel, the new one included, sees two replicas and two peers.
-    deadline = time.monotonic() + 60
-    while True:
-        views = {h: sentinel_view(h) for h in REDIS_HOSTS}
-        if all(view == (primary, "2", "2", "2") for view in views.values()):
-            break
-        assert time.monotonic() < deadline, f"Sentinels' views: {views}"
-        time.sleep(2)
+    wait_for_sentinels_to_agree(primary)
     # The data the old host held reached the new one from the primary.
     transaction_id = transact()
     wait_until_drained()

@@ -37,8 +37,8 @@ from helpers import (
     redis_lines,
     request,
     run_playbooks,
-    sentinel_view,
     synced_replica,
+    wait_for_sentinels_to_agree,
     wait_until_drained,
 )
 from host_commands import dexec
@@ -227,13 +227,7 @@ def test_backup_flushall_restore_gives_back_the_state_of_the_backup():
                 lambda *args, a=address: redis_cli(*args, address=a), USERS[user]
             )
             assert replica_state == at_backup[user], (host, user, replica_state)
-    deadline = time.monotonic() + 60
-    while True:
-        views = {h: sentinel_view(h) for h in REDIS_HOSTS}
-        if all(view == (primary_address, "2", "2", "2") for view in views.values()):
-            break
-        assert time.monotonic() < deadline, f"Sentinels' views: {views}"
-        time.sleep(2)
+    wait_for_sentinels_to_agree(primary_address)
 
     # 6. Sent again after the restore: the transactions accepted before the
     #    backup get their answers back, and nothing is awarded again.
