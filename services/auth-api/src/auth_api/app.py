@@ -21,7 +21,7 @@ from loyalty_common.web import (
 )
 
 from .config import Settings, User
-from .openapi import openapi_document
+from .openapi import BLANK, openapi_document
 from .passwords import hash_password, parse_hash, verify_password
 
 __all__ = ["create_app"]
@@ -44,18 +44,9 @@ def _dummy_hash(users: dict[str, User]) -> str:
     return hash_password(secrets.token_urlsafe(16), n=n, r=r, p=p)
 
 
-# What the API document's pattern `\S` counts as white space (ECMAScript's
-# \s): a field of these only is blank. Python's str.strip() would also
-# strip the separators U+001C..U+001F, which the document allows.
-_BLANK = frozenset(
-    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-)
-
-
 def _text_field(fields: dict[str, Any], name: str) -> str | None:
     value = fields.get(name)
-    if not isinstance(value, str) or all(ch in _BLANK for ch in value):
+    if not isinstance(value, str) or all(ch in BLANK for ch in value):
         return None
     return value
 

@@ -13,7 +13,17 @@ from loyalty_common.openapi import (
     health_path,
 )
 
-__all__ = ["openapi_document"]
+__all__ = ["BLANK", "openapi_document"]
+
+# White space as ECMAScript's \s counts it: a username or password of these
+# only is blank. Python's \s differs (U+001C..U+001F count, U+FEFF does not),
+# so the document spells its pattern out from this set instead of writing
+# \S: a generator or validator in either dialect then means what the API does.
+BLANK = frozenset(
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+NOT_BLANK_PATTERN = "[^" + "".join(f"\\u{ord(ch):04x}" for ch in sorted(BLANK)) + "]"
 
 
 def openapi_document(token_ttl: int) -> dict[str, Any]:
@@ -23,8 +33,8 @@ def openapi_document(token_ttl: int) -> dict[str, Any]:
         "required": ["username", "password"],
         "properties": {
             # Not blank: at least one character other than white space.
-            "username": {"type": "string", "pattern": "\\S", "example": "alice"},
-            "password": {"type": "string", "pattern": "\\S", "format": "password"},
+            "username": {"type": "string", "pattern": NOT_BLANK_PATTERN, "example": "alice"},
+            "password": {"type": "string", "pattern": NOT_BLANK_PATTERN, "format": "password"},
         },
     }
     return {
