@@ -405,3 +405,12 @@ def test_sighup_takes_up_a_renewed_certificate(
         assert service.process.poll() is None
     finally:
         service.stop()
+
+
+def test_metrics_need_a_platform_client_certificate(tls_api: Any, pki: Pki) -> None:
+    # Prometheus scrapes /metrics presenting the monitoring host's certificate.
+    assert (
+        _get(tls_api.port, _client_context(pki, pki.client_cert, pki.client_key), "/metrics") == 200
+    )
+    with pytest.raises((ssl.SSLError, OSError)):
+        _get(tls_api.port, _client_context(pki, None, None), "/metrics")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics
 from .config import ConfigError, env_file, env_int, env_log_level, env_str
 
 __all__ = [
@@ -241,6 +242,16 @@ def serve(factory: Callable[[], Any], settings: HttpSettings, name: str) -> int:
     gunicorn.util.write_error = _write_json_error
 
     options = gunicorn_options(settings, name)
+    app_factory = factory
+    made_dir = None
+    if metrics.metrics_enabled():
+        # Before any worker exists (and before prometheus_client is imported
+        # anywhere): every worker then writes its samples to this directory.
+        made_dir = metrics.prepare_multiprocess_dir()
+        options["child_exit"] = _child_exit
+
+        def app_factory() -> Any:
+            return metrics.MetricsMiddleware(factory(), name)
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -262,7 +273,7 @@ def serve(factory: Callable[[], Any], settings: HttpSettings, name: str) -> int:
                             f"{tls_context.tls.certificate}, {tls_context.tls.private_key}"
                             f" or the client CA do not load: {error}",
                         ) from None
-                return factory()
+                return app_factory()
             except ConfigError as error:
                 # A file changed between the master's check and this
                 # worker's start (or a SIGHUP reload): one line, and
@@ -270,5 +281,16 @@ def serve(factory: Callable[[], Any], settings: HttpSettings, name: str) -> int:
                 print(f"{name}: {error}", file=sys.stderr, flush=True)
                 sys.exit(_WORKER_BOOT_ERROR)
 
-    Application().run()
+    master = os.getpid()
+    try:
+        Application().run()
+    finally:
+        # Workers are forked inside run() and unwind through here when they
+        # exit: only the master removes the directory.
+        if os.getpid() == master:
+            metrics.remove_dir(made_dir)
     return 0
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    metrics.mark_process_dead(worker.pid)

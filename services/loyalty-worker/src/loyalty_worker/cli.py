@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 from loyalty_common import configure_logging, entry_point
 from loyalty_common.redis_access import make_redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .config import load_config
+from .metrics import metrics_settings_from_env, serve_metrics
 from .sdnotify import Notifier
 from .worker import Worker
 
@@ -18,7 +21,9 @@ __all__ = ["main"]
 def main() -> int:
     """Validate the environment, then consume until SIGTERM or SIGINT."""
     config = load_config()
+    metrics = metrics_settings_from_env(os.environ)
     configure_logging(config.log_level)
+    serve_metrics(metrics)
     client = make_redis(
         config.redis,
         # Raw bytes: a single entry that is not UTF-8 must be dead-lettered,

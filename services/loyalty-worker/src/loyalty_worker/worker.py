@@ -32,6 +32,7 @@ from loyalty_common import (
 from loyalty_common.redis_access import REDIS_ERRORS, primary_address
 
 from .config import WorkerConfig
+from .metrics import WorkerMetrics
 from .sdnotify import Notifier
 
 __all__ = ["Transaction", "Unparseable", "Worker", "parse_entry"]
@@ -156,6 +157,7 @@ class Worker:
         self._config = config
         self._client = client
         self._notifier = notifier
+        self._metrics = WorkerMetrics.shared()
         self._award = _Script("award.lua")
         self._dead_letter = _Script("dead_letter.lua")
         self._release = _Script("release.lua")
@@ -225,6 +227,7 @@ class Worker:
                 # makes the next connection ask the Sentinels for the primary
                 # again, so this same loop follows a failover.
                 self._connected = False
+                self._metrics.redis_up.set(0)
                 failures += 1
                 delay = _delay(failures)
                 kind = "unreachable" if isinstance(error, REDIS_ERRORS) else "refused a command"
@@ -268,6 +271,7 @@ class Worker:
             if "BUSYGROUP" not in str(error):
                 raise
         self._connected = True
+        self._metrics.redis_up.set(1)
         primary = primary_address(self._client)
         where = f" primary={primary}" if primary else ""
         if self._ready_sent:
@@ -294,6 +298,7 @@ class Worker:
         if time.monotonic() >= self._next_maintenance:
             self._reclaim()
             self._trim()
+            self._metrics.observe_stream(self._client)
             self._next_maintenance = time.monotonic() + self._maintenance_interval
         if self._stopping:
             return
@@ -401,6 +406,10 @@ class Worker:
     # -- settling entries ------------------------------------------------
 
     def _handle(self, entries: Sequence[Entry], deliveries: Mapping[bytes, int] | None) -> None:
+        with self._metrics.batch_seconds.time():
+            self._settle(entries, deliveries)
+
+    def _settle(self, entries: Sequence[Entry], deliveries: Mapping[bytes, int] | None) -> None:
         awards: list[tuple[bytes, Transaction]] = []
         dead: list[tuple[bytes, Fields, str, int]] = []
         limit = self._config.max_deliveries
@@ -477,6 +486,7 @@ class Worker:
             if isinstance(result, Exception):
                 # Left pending: it is retried after WORKER_CLAIM_IDLE_MS and
                 # dead-lettered once it has failed WORKER_MAX_DELIVERIES times.
+                self._metrics.awards.labels("failed").inc()
                 log.error(
                     "failed transaction_id=%s entry=%s error=%r; left pending for a retry",
                     tx.transaction_id,
@@ -485,6 +495,9 @@ class Worker:
                 )
             elif result[0] == 1:
                 _, stamps, vouchers, transactions, earned = result
+                self._metrics.awards.labels("awarded").inc()
+                if earned:
+                    self._metrics.vouchers.inc(int(earned))
                 log.info(
                     "awarded transaction_id=%s entry=%s user_id=%d amount=%d stamp=%d "
                     "stamps=%d vouchers=%d transactions=%d vouchers_earned=%d",
@@ -499,6 +512,7 @@ class Worker:
                     earned,
                 )
             elif result[0] == 0:
+                self._metrics.awards.labels("duplicate").inc()
                 log.info(
                     "duplicate transaction_id=%s entry=%s user_id=%d already awarded; acknowledged",
                     tx.transaction_id,
@@ -557,6 +571,7 @@ class Worker:
                     str(result),
                 )
             elif result == 1:
+                self._metrics.dead_lettered(reason)
                 log.warning(
                     "dead-lettered transaction_id=%s entry=%s deliveries=%d reason=%r",
                     shown,

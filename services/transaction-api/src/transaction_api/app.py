@@ -15,6 +15,7 @@ import uuid
 
 import bottle
 import redis
+from loyalty_common.metrics import UNAVAILABLE_CAUSE
 from loyalty_common.tokens import Claims, InvalidToken, TokenVerifier
 from loyalty_common.web import (
     JSON_TYPE,
@@ -166,6 +167,7 @@ def create_app(settings: Settings, store: TransactionQueue) -> bottle.Bottle:
                 error.required,
                 error.timeout_ms,
             )
+            request.environ[UNAVAILABLE_CAUSE] = "replicas"
             raise json_error(
                 503,
                 NOT_REPLICATED,
