@@ -14,6 +14,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -409,8 +410,21 @@ def test_sighup_takes_up_a_renewed_certificate(
 
 def test_metrics_need_a_platform_client_certificate(tls_api: Any, pki: Pki) -> None:
     # Prometheus scrapes /metrics presenting the monitoring host's certificate.
-    assert (
-        _get(tls_api.port, _client_context(pki, pki.client_cert, pki.client_key), "/metrics") == 200
-    )
+    context = _client_context(pki, pki.client_cert, pki.client_key)
+    assert _get(tls_api.port, context, "/metrics") == 200
+    connection = http.client.HTTPSConnection("127.0.0.1", tls_api.port, context=context, timeout=5)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    expiry = [
+        line.split()[-1]
+        for line in text.splitlines()
+        if line.startswith("loyalty_tls_certificate_expiry_timestamp_seconds{")
+    ]
+    assert len(expiry) == 1, text
+    # The test server certificate lives one day.
+    assert 0 < float(expiry[0]) - time.time() <= 86400 + 60
     with pytest.raises((ssl.SSLError, OSError)):
         _get(tls_api.port, _client_context(pki, None, None), "/metrics")

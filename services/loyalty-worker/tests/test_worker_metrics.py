@@ -204,6 +204,12 @@ def test_https_with_a_client_certificate(
             connection.close()
 
     assert get(True) == 200
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    context.load_cert_chain(str(pki["client_cert"]), str(pki["client_key"]))
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=context) as reply:
+        samples = parse(reply.read().decode())
+    expiry = samples["loyalty_tls_certificate_expiry_timestamp_seconds{service=loyalty-worker}"]
+    assert 0 < expiry - time.time() <= 86400 + 60  # the test certificate lives one day
     with pytest.raises((ssl.SSLError, OSError)):
         get(False)
 

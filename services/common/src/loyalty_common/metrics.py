@@ -34,6 +34,7 @@ __all__ = [
     "METRICS_PATH",
     "UNAVAILABLE_CAUSE",
     "MetricsMiddleware",
+    "certificate_not_after",
     "mark_process_dead",
     "metrics_enabled",
     "prepare_multiprocess_dir",
@@ -103,11 +104,24 @@ def mark_process_dead(pid: int) -> None:
     multiprocess.mark_process_dead(pid)
 
 
+def certificate_not_after(path: str) -> float | None:
+    """The expiry (Unix time) of the first certificate in a PEM file, None if unreadable."""
+    if not path:
+        return None
+    try:
+        from cryptography import x509
+
+        certificate = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return certificate.not_valid_after_utc.timestamp()
+
+
 class _Metrics:
     """The API metrics, created once per worker process."""
 
     def __init__(self, service: str) -> None:
-        from prometheus_client import Counter, Histogram
+        from prometheus_client import Counter, Gauge, Histogram
 
         self.service = service
         self.requests = Counter(
@@ -139,6 +153,15 @@ class _Metrics:
             "loyalty_idempotent_replays",
             "202 answers that replayed an earlier transaction (same Idempotency-Key).",
         )
+        not_after = certificate_not_after(os.environ.get("TLS_CERT_FILE", ""))
+        if not_after is not None:
+            expiry = Gauge(
+                "loyalty_tls_certificate_expiry_timestamp_seconds",
+                "When the certificate the service serves (TLS_CERT_FILE) expires.",
+                ["service"],
+                multiprocess_mode="min",
+            )
+            expiry.labels(service).set(not_after)
 
 
 def _token_outcome(status: int) -> tuple[str, str]:

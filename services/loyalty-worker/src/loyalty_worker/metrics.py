@@ -22,6 +22,7 @@ from typing import Any
 
 from loyalty_common import ConfigError, env_file, env_int, env_str
 from loyalty_common.keys import CONSUMER_GROUP, DEAD_LETTER_STREAM, TRANSACTIONS_STREAM
+from loyalty_common.metrics import certificate_not_after
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = ["MetricsSettings", "WorkerMetrics", "metrics_settings_from_env", "serve_metrics"]
@@ -79,6 +80,10 @@ def serve_metrics(settings: MetricsSettings) -> Any:
     """Start the metrics server in a daemon thread; None when no port is set."""
     if settings.port == 0:
         return None
+    if settings.certificate is not None:
+        not_after = certificate_not_after(settings.certificate)
+        if not_after is not None:
+            WorkerMetrics.shared().certificate_expiry.labels("loyalty-worker").set(not_after)
     try:
         server, _thread = start_http_server(
             settings.port,
@@ -152,6 +157,11 @@ class WorkerMetrics:
         self.observed_at = Gauge(
             "loyalty_worker_stream_observed_timestamp_seconds",
             "When the stream gauges were last read from Redis.",
+        )
+        self.certificate_expiry = Gauge(
+            "loyalty_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate of the metrics port (TLS_CERT_FILE) expires.",
+            ["service"],
         )
         for result in ("awarded", "duplicate", "failed"):
             self.awards.labels(result)
