@@ -39,6 +39,9 @@ ORDER = [
     "restart_seconds",
     "capture_packets",
     "capture_megabytes",
+    "monitoring_exposure",
+    "monitoring_counted",
+    "alert_seconds",
 ]
 
 

@@ -16,14 +16,25 @@ EVERYONE = set(ALL_HOSTS) | {CONTROL}
 
 # (host, port): sources that must get through; every other source must not.
 # A host reaching its own address goes over loopback, so it is left out.
+# platform-redis is also the monitoring host: it scrapes every metrics port
+# (and the APIs' /metrics on their own port).
+MONITORING = {"platform-redis"}
 ALLOWED = {
     ("platform-edge", 80): EVERYONE,
     ("platform-edge", 443): EVERYONE,
-    ("platform-edge", 5000): {"platform-edge"},
+    ("platform-edge", 5000): {"platform-edge"} | MONITORING,
     ("platform-edge", 8404): set(),
+    ("platform-edge", 8405): MONITORING,
     ("platform-redis", 6379): REDIS_CLIENTS,
-    ("platform-api-1", 5000): {"platform-edge"},
-    ("platform-api-2", 5000): {"platform-edge"},
+    ("platform-redis", 9090): set(),
+    ("platform-redis", 9093): set(),
+    ("platform-api-1", 5000): {"platform-edge"} | MONITORING,
+    ("platform-api-2", 5000): {"platform-edge"} | MONITORING,
+    ("platform-worker-1", 9481): MONITORING,
+    ("platform-worker-1", 9482): MONITORING,
+    ("platform-worker-2", 9481): MONITORING,
+    ("platform-worker-2", 9482): MONITORING,
+    **{(host, 9100): MONITORING for host in ALL_HOSTS if host != "platform-outsider"},
 }
 
 # Tries every (address, port) at once, 2 s each; prints {"addr:port": state}.
