@@ -47,6 +47,8 @@ def test_counts_agree_with_the_answers_across_workers(
         ),
     )
     assert not stale.exists(), "samples of an earlier run must be removed at start"
+    # /health answered from one worker; the other may still be booting.
+    kit.wait_until(lambda: len(_children(api.process.pid)) == 2, timeout=20)
     statuses = [post(kit, api.port, jwt_keys).status for _ in range(8)]
     key = str(uuid.uuid4())
     first, again = post(kit, api.port, jwt_keys, key), post(kit, api.port, jwt_keys, key)
@@ -85,11 +87,7 @@ def test_counts_agree_with_the_answers_across_workers(
         assert not any("no-such-path" in str(labels) for _, labels in samples)
 
     # A worker killed outright: gunicorn starts another; the counts survive.
-    workers = [
-        int(p.name)
-        for p in Path("/proc").iterdir()
-        if p.name.isdigit() and _parent(int(p.name)) == api.process.pid
-    ]
+    workers = _children(api.process.pid)
     assert len(workers) == 2, workers
     os.kill(workers[0], signal.SIGKILL)
     kit.wait_until(
@@ -110,6 +108,14 @@ def test_counts_agree_with_the_answers_across_workers(
     assert post(kit, api.port, jwt_keys).status == 202
     for _ in range(4):
         assert value(scrape(kit, api.port), "loyalty_transactions_queued_total") == 10
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _parent(int(p.name)) == pid
+    ]
 
 
 def _parent(pid: int) -> int:
