@@ -1,8 +1,8 @@
 """The platform on two libvirt VMs made by `vagrant up --provider=libvirt`
 (inventory/vagrant-compact), in order: boot, first and second `site.yml`,
 the README's HTTPie walkthrough, the firewall seen from the other machine,
-a worker VM powered off hard under load, a real reboot, and `vagrant
-destroy -f` leaving nothing behind. Each test uses what the previous left.
+Prometheus scraping both, a worker VM powered off hard under load, a real
+reboot, and `vagrant destroy -f` leaving nothing behind. Each test uses what the previous left.
 """
 
 from __future__ import annotations
@@ -191,14 +191,52 @@ def reachable_from_here(address: str, port: int) -> bool:
 
 
 def test_5_firewall_seen_from_the_other_machine() -> None:
-    # The worker machine is a Redis client, and nothing else of the edge's.
-    seen = {port: reachable_from_worker(port) for port in (443, 6379, 5000, 5001, 8404)}
-    assert seen == {443: True, 6379: True, 5000: False, 5001: False, 8404: False}, seen
+    # The worker machine is a Redis client of the edge's, and nothing else:
+    # not an API, the router's admin page, the metrics or Prometheus.
+    closed = (5000, 5001, 8404, 8405, 9090, 9100)
+    seen = {port: reachable_from_worker(port) for port in (443, 6379, *closed)}
+    assert seen == {443: True, 6379: True} | dict.fromkeys(closed, False), seen
     # The control machine is in no group: the router only.
-    here = {port: reachable_from_here(ROUTER, port) for port in (443, 6379, 5000, 5001)}
-    assert here == {443: True, 6379: False, 5000: False, 5001: False}, here
-    # And the worker machine lets in SSH only (its metrics are for monitoring hosts).
-    assert not reachable_from_here(ADDRESSES[WORKER], 6379)
+    here = {port: reachable_from_here(ROUTER, port) for port in (443, 6379, *closed)}
+    assert here == {443: True, 6379: False} | dict.fromkeys(closed, False), here
+    # The worker machine's metrics are for the monitoring host (the edge) only.
+    assert not reachable_from_here(ADDRESSES[WORKER], 9100)
+    assert not reachable_from_here(ADDRESSES[WORKER], 9481)
+
+
+# Prometheus's scrape jobs on the edge machine and how many targets each.
+TARGETS = {
+    "prometheus": 1,
+    "alertmanager": 1,
+    "node": 2,
+    "auth-api": 1,
+    "transaction-api": 1,
+    "loyalty-worker": 4,
+    "haproxy": 1,
+    "redis": 1,
+}
+TARGETS_UP = """
+import json, urllib.request
+url = "http://127.0.0.1:9090/api/v1/targets?state=active"
+with urllib.request.urlopen(url, timeout=10) as reply:
+    targets = json.load(reply)["data"]["activeTargets"]
+up = {}
+for target in targets:
+    if target["health"] == "up":
+        up[target["labels"]["job"]] = up.get(target["labels"]["job"], 0) + 1
+print(json.dumps(up))
+"""
+
+
+def test_6_prometheus_scrapes_every_target_across_the_machines() -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        result = ssh(EDGE, "python3 -", timeout=30, stdin=TARGETS_UP)
+        up = json.loads(result.stdout) if result.returncode == 0 else result.stderr
+        if up == TARGETS:
+            break
+        assert time.monotonic() < deadline, f"targets up by job: {up}, expected {TARGETS}"
+        time.sleep(5)
 
 
 class Load:
@@ -246,7 +284,7 @@ class Load:
                 self.other.append(f"{status} {body}"[:200])
 
 
-def test_6_worker_vm_powered_off_hard_under_load_loses_nothing() -> None:
+def test_7_worker_vm_powered_off_hard_under_load_loses_nothing() -> None:
     before = {user: loyalty_state(user)["transactions"] for user in USERS}
     load = Load(total=150, rate=5, max_seconds=90)
     load.thread.start()
@@ -274,7 +312,7 @@ def test_6_worker_vm_powered_off_hard_under_load_loses_nothing() -> None:
     assert units.stdout.strip() == "running", ssh(WORKER, "systemctl --failed").stdout
 
 
-def test_7_edge_reboots_and_everything_comes_back_by_itself() -> None:
+def test_8_edge_reboots_and_everything_comes_back_by_itself() -> None:
     state = {user: loyalty_state(user) for user in USERS}
     old_boot = boot_id(EDGE)
     started = time.monotonic()
@@ -309,7 +347,7 @@ def test_7_edge_reboots_and_everything_comes_back_by_itself() -> None:
     FIGURES["edge_reboot_to_202_seconds"] = round(time.monotonic() - started, 1)
 
 
-def test_8_destroy_leaves_no_domain_volume_or_network() -> None:
+def test_9_destroy_leaves_no_domain_volume_or_network() -> None:
     ours = {domain_id(EDGE), domain_id(WORKER)}
     result = vagrant("destroy", "-f")
     assert result.returncode == 0, result.stdout + result.stderr
