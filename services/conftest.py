@@ -8,6 +8,9 @@
   ``loyalty``, Sentinels protected by a password; ``redis_ha.env()`` gives the
   REDIS_* variables of a service that finds the primary through them.
 - ``jwt_keys`` / ``other_keys``: Ed25519 key pairs written as PEM files.
+- ``pki`` (per run): a platform CA with a server and a client certificate
+  for 127.0.0.1 and localhost, and another CA with a client certificate that
+  the services must refuse (``Pki``: the files' paths).
 - ``users_file``: alice and bob may transact, charlie may not (DEMO_PASSWORD).
 - ``spawn``: start a console script (``auth-api``, ``transaction-api``) under
   real gunicorn on a free port with the given environment; stopped after the
@@ -20,7 +23,9 @@
 
 from __future__ import annotations
 
+import datetime
 import http.client
+import ipaddress
 import json
 import os
 import shutil
@@ -37,6 +42,9 @@ from typing import Any
 import pytest
 import redis
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -479,6 +487,127 @@ def other_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
     return make_key_pair(tmp_path_factory.mktemp("other-keys"))
 
 
+# ---------------------------------------------------------------------- TLS
+
+
+@dataclass(frozen=True)
+class Pki:
+    """The files make_pki wrote (certificates and keys in PEM)."""
+
+    ca: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path
+    other_client_cert: Path
+    other_client_key: Path
+
+
+def _subject(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name)])
+
+
+def _write(
+    directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> None:
+    (directory / f"{name}.crt").write_bytes(cert.public_bytes(Encoding.PEM))
+    (directory / f"{name}.key").write_bytes(
+        key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    )
+
+
+def _certificate(
+    name: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_subject(name))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    )
+
+
+def make_ca(directory: Path, name: str) -> ec.EllipticCurvePrivateKey:
+    """<name>.crt and <name>.key: a CA that signs certificates only; its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _certificate(name, key, _subject(name), key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write(directory, name, cert, key)
+    return key
+
+
+def make_leaf(directory: Path, name: str, ca_name: str, ca_key: ec.EllipticCurvePrivateKey) -> None:
+    """<name>.crt and <name>.key, signed by the CA <ca_name>: for 127.0.0.1
+    and localhost, a server's and a client's alike, as the platform's are."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _certificate(name, key, _subject(ca_name), ca_key)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write(directory, name, cert, key)
+
+
+def make_pki(directory: Path) -> Pki:
+    platform_ca = make_ca(directory, "platform-ca")
+    make_leaf(directory, "server", "platform-ca", platform_ca)
+    make_leaf(directory, "client", "platform-ca", platform_ca)
+    other_ca = make_ca(directory, "other-ca")
+    make_leaf(directory, "other-client", "other-ca", other_ca)
+    return Pki(
+        *(directory / f for f in ("platform-ca.crt", "platform-ca.key")),
+        *(directory / f for f in ("server.crt", "server.key", "client.crt", "client.key")),
+        *(directory / f for f in ("other-ca.crt", "other-client.crt", "other-client.key")),
+    )
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
 @pytest.fixture(scope="session")
 def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """alice (1) and bob (2) may transact; charlie (3) may not."""
@@ -756,6 +885,7 @@ class Kit:
     bearer = staticmethod(bearer)
     wait_until = staticmethod(wait_until)
     make_key_pair = staticmethod(make_key_pair)
+    make_leaf = staticmethod(make_leaf)
     free_port = staticmethod(free_port)
     BIN = BIN
     Service = Service

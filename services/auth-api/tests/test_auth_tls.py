@@ -1,13 +1,12 @@
 """The Auth API serving HTTPS under real gunicorn (TLS_* variables).
 
-Certificates are made here with the cryptography library: the platform's CA
-and another CA, a server certificate for 127.0.0.1 and client certificates
-from each CA.
+Certificates come from the suite's ``pki`` fixture: the platform's CA and
+another CA, a server certificate for 127.0.0.1 and client certificates from
+each CA.
 """
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import shutil
 import signal
@@ -15,140 +14,15 @@ import socket
 import ssl
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
 
-@dataclass
-class Pki:
-    ca: Path
-    ca_key: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    other_ca: Path
-    other_client_cert: Path
-    other_client_key: Path
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def _ca(directory: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(_name(name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    (directory / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(directory / f"{name}.key", key)
-    return cert, key
-
-
-def _leaf(
-    directory: Path,
-    name: str,
-    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
-) -> tuple[Path, Path]:
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(ca[0].subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca[1].public_key()), critical=False
-        )
-        .sign(ca[1], hashes.SHA256())
-    )
-    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(key_path, key)
-    return cert_path, key_path
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("tls")
-    ca = _ca(directory, "platform-ca")
-    other = _ca(directory, "other-ca")
-    server = _leaf(directory, "server", ca)
-    client = _leaf(directory, "router", ca)
-    other_client = _leaf(directory, "intruder", other)
-    return Pki(
-        ca=directory / "platform-ca.crt",
-        ca_key=directory / "platform-ca.key",
-        server_cert=server[0],
-        server_key=server[1],
-        client_cert=client[0],
-        client_key=client[1],
-        other_ca=directory / "other-ca.crt",
-        other_client_cert=other_client[0],
-        other_client_key=other_client[1],
-    )
-
-
-def _client_context(pki: Pki, cert: Path | None, key: Path | None) -> ssl.SSLContext:
+def _client_context(pki: Any, cert: Path | None, key: Path | None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(pki.ca))
     if cert is not None and key is not None:
         context.load_cert_chain(str(cert), str(key))
@@ -192,7 +66,7 @@ def _start(kit: Any, tmp_path: Path, env: dict[str, str], context: ssl.SSLContex
 
 @pytest.fixture(scope="module")
 def tls_api(
-    kit: Any, tmp_path_factory: pytest.TempPathFactory, pki: Pki, jwt_keys: Any, users_file: Path
+    kit: Any, tmp_path_factory: pytest.TempPathFactory, pki: Any, jwt_keys: Any, users_file: Path
 ) -> Any:
     env = kit.auth_env(
         jwt_keys,
@@ -211,7 +85,7 @@ def tls_api(
     service.stop()
 
 
-def test_https_served_to_a_client_with_a_platform_certificate(tls_api: Any, pki: Pki) -> None:
+def test_https_served_to_a_client_with_a_platform_certificate(tls_api: Any, pki: Any) -> None:
     context = _client_context(pki, pki.client_cert, pki.client_key)
     assert _get(tls_api.port, context) == 200
     with (
@@ -221,7 +95,7 @@ def test_https_served_to_a_client_with_a_platform_certificate(tls_api: Any, pki:
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
-def test_one_tls_connection_carries_many_requests(tls_api: Any, pki: Pki) -> None:
+def test_one_tls_connection_carries_many_requests(tls_api: Any, pki: Any) -> None:
     # The router keeps its connections to the API open: a handshake per
     # request would cost more than the request (bench/README.md).
     context = _client_context(pki, pki.client_cert, pki.client_key)
@@ -255,19 +129,19 @@ def test_plain_http_is_refused(tls_api: Any) -> None:
         connection.close()
 
 
-def test_client_certificate_from_another_ca_is_refused(tls_api: Any, pki: Pki) -> None:
+def test_client_certificate_from_another_ca_is_refused(tls_api: Any, pki: Any) -> None:
     context = _client_context(pki, pki.other_client_cert, pki.other_client_key)
     with pytest.raises((ssl.SSLError, OSError)):
         _get(tls_api.port, context)
 
 
-def test_no_client_certificate_is_refused(tls_api: Any, pki: Pki) -> None:
+def test_no_client_certificate_is_refused(tls_api: Any, pki: Any) -> None:
     with pytest.raises((ssl.SSLError, OSError)):
         _get(tls_api.port, _client_context(pki, None, None))
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_tls_1_1_is_refused(tls_api: Any, pki: Pki) -> None:
+def test_tls_1_1_is_refused(tls_api: Any, pki: Any) -> None:
     context = _client_context(pki, pki.client_cert, pki.client_key)
     context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     context.maximum_version = ssl.TLSVersion.TLSv1_1
@@ -276,7 +150,7 @@ def test_tls_1_1_is_refused(tls_api: Any, pki: Pki) -> None:
 
 
 def test_https_without_client_ca_needs_no_client_certificate(
-    kit: Any, tmp_path: Path, pki: Pki, jwt_keys: Any, users_file: Path
+    kit: Any, tmp_path: Path, pki: Any, jwt_keys: Any, users_file: Path
 ) -> None:
     env = kit.auth_env(
         jwt_keys, users_file, TLS_CERT_FILE=pki.server_cert, TLS_KEY_FILE=pki.server_key
@@ -299,7 +173,7 @@ def test_https_without_client_ca_needs_no_client_certificate(
     ],
 )
 def test_tls_configuration_mistakes_are_one_line_naming_the_variable(
-    kit: Any, pki: Pki, jwt_keys: Any, users_file: Path, variables: dict[str, str], named: str
+    kit: Any, pki: Any, jwt_keys: Any, users_file: Path, variables: dict[str, str], named: str
 ) -> None:
     paths = {
         "cert": pki.server_cert,
@@ -339,7 +213,7 @@ def _handshake(
 
 
 def test_a_worker_keeps_its_context_so_sessions_resume(
-    kit: Any, tmp_path: Path, pki: Pki, jwt_keys: Any, users_file: Path
+    kit: Any, tmp_path: Path, pki: Any, jwt_keys: Any, users_file: Path
 ) -> None:
     # gunicorn asks for a context per connection; a new context each time
     # would have no session cache and no stable ticket key.
@@ -365,7 +239,7 @@ def test_a_worker_keeps_its_context_so_sessions_resume(
 
 
 def test_sighup_takes_up_a_renewed_certificate(
-    kit: Any, tmp_path: Path, pki: Pki, jwt_keys: Any, users_file: Path
+    kit: Any, tmp_path: Path, pki: Any, jwt_keys: Any, users_file: Path
 ) -> None:
     directory = tmp_path / "files"
     directory.mkdir()
@@ -386,11 +260,9 @@ def test_sighup_takes_up_a_renewed_certificate(
         assert before == x509.load_pem_x509_certificate(pki.server_cert.read_bytes()).public_bytes(
             serialization.Encoding.DER
         )
-        ca = (
-            x509.load_pem_x509_certificate(pki.ca.read_bytes()),
-            serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None),
-        )
-        renewed_cert, renewed_key = _leaf(directory, "renewed", ca)  # type: ignore[arg-type]
+        ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+        kit.make_leaf(directory, "renewed", "platform-ca", ca_key)
+        renewed_cert, renewed_key = directory / "renewed.crt", directory / "renewed.key"
         shutil.copy(renewed_key, key_path)
         shutil.copy(renewed_cert, cert_path)
         renewed = x509.load_pem_x509_certificate(renewed_cert.read_bytes()).public_bytes(
@@ -408,7 +280,7 @@ def test_sighup_takes_up_a_renewed_certificate(
         service.stop()
 
 
-def test_metrics_need_a_platform_client_certificate(tls_api: Any, pki: Pki) -> None:
+def test_metrics_need_a_platform_client_certificate(tls_api: Any, pki: Any) -> None:
     # Prometheus scrapes /metrics presenting the monitoring host's certificate.
     context = _client_context(pki, pki.client_cert, pki.client_key)
     assert _get(tls_api.port, context, "/metrics") == 200

@@ -1,8 +1,8 @@
 """Redis over TLS with the REDIS_TLS_* variables, against a real redis-server
 and a real Sentinel that speak TLS only (port 0) and require client
-certificates, as the redis role configures them. Certificates are made
-here: the platform's CA, and a stranger CA whose certificates must be
-refused both ways."""
+certificates, as the redis role configures them. Certificates come from
+the suite's ``pki`` fixture: the platform's CA, and another CA whose
+certificates must be refused both ways."""
 
 from __future__ import annotations
 
@@ -10,100 +10,16 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from loyalty_common import ConfigError
 from loyalty_common.redis_access import redis_from_env, redis_settings_from_env
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 PASSWORD = "tls-test-password"
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def make_ca(directory: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(_name(name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    (directory / f"{name}.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return ca, key
-
-
-def make_leaf(
-    directory: Path, name: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey
-) -> None:
-    """<name>.crt and <name>.key, for 127.0.0.1, server and client alike."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    (directory / f"{name}.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    _write_key(key, directory / f"{name}.key")
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("pki")
-    ca, ca_key = make_ca(directory, "platform-ca")
-    make_leaf(directory, "server", ca, ca_key)
-    make_leaf(directory, "client", ca, ca_key)
-    stranger, stranger_key = make_ca(directory, "stranger-ca")
-    make_leaf(directory, "stranger", stranger, stranger_key)
-    return directory
 
 
 def free_port() -> int:
@@ -114,13 +30,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def tls_arguments(pki: Path, port: int) -> list[str]:
+def tls_arguments(pki: Any, port: int) -> list[str]:
     return [
         "--port", "0",
         "--tls-port", str(port),
-        "--tls-cert-file", str(pki / "server.crt"),
-        "--tls-key-file", str(pki / "server.key"),
-        "--tls-ca-cert-file", str(pki / "platform-ca.pem"),
+        "--tls-cert-file", str(pki.server_cert),
+        "--tls-key-file", str(pki.server_key),
+        "--tls-ca-cert-file", str(pki.ca),
         "--tls-auth-clients", "yes",
         "--tls-replication", "yes",
     ]  # fmt: skip
@@ -138,20 +54,20 @@ def wait_for(client: redis.Redis) -> None:
         time.sleep(0.1)
 
 
-def good_client(pki: Path, port: int, password: str = PASSWORD) -> redis.Redis:
+def good_client(pki: Any, port: int, password: str = PASSWORD) -> redis.Redis:
     return redis.Redis(
         port=port,
         password=password,
         ssl=True,
-        ssl_ca_certs=str(pki / "platform-ca.pem"),
-        ssl_certfile=str(pki / "client.crt"),
-        ssl_keyfile=str(pki / "client.key"),
+        ssl_ca_certs=str(pki.ca),
+        ssl_certfile=str(pki.client_cert),
+        ssl_keyfile=str(pki.client_key),
         ssl_cert_reqs="required",
     )
 
 
 @pytest.fixture(scope="module")
-def tls_servers(pki: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+def tls_servers(pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
     """A TLS-only redis-server and a TLS-only Sentinel watching it."""
     directory = tmp_path_factory.mktemp("redis-tls")
     port, sentinel_port = free_port(), free_port()
@@ -194,13 +110,13 @@ def tls_servers(pki: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             process.wait(timeout=10)
 
 
-def environment(pki: Path, port: int, password_file: Path, **extra: str) -> dict[str, str]:
+def environment(pki: Any, port: int, password_file: Path, **extra: str) -> dict[str, str]:
     return {
         "REDIS_URL": f"rediss://127.0.0.1:{port}/0",
         "REDIS_PASSWORD_FILE": str(password_file),
-        "REDIS_TLS_CA_FILE": str(pki / "platform-ca.pem"),
-        "REDIS_TLS_CERT_FILE": str(pki / "client.crt"),
-        "REDIS_TLS_KEY_FILE": str(pki / "client.key"),
+        "REDIS_TLS_CA_FILE": str(pki.ca),
+        "REDIS_TLS_CERT_FILE": str(pki.client_cert),
+        "REDIS_TLS_KEY_FILE": str(pki.client_key),
         **extra,
     }
 
@@ -241,8 +157,8 @@ def test_a_client_certificate_of_another_ca_is_refused_by_the_server(
         pki,
         tls_servers["redis"],
         password_file,
-        REDIS_TLS_CERT_FILE=str(pki / "stranger.crt"),
-        REDIS_TLS_KEY_FILE=str(pki / "stranger.key"),
+        REDIS_TLS_CERT_FILE=str(pki.other_client_cert),
+        REDIS_TLS_KEY_FILE=str(pki.other_client_key),
     )
     with pytest.raises(redis.ConnectionError):
         redis_from_env(env).ping()
@@ -256,9 +172,7 @@ def test_no_client_certificate_is_refused_by_the_server(pki, tls_servers, passwo
 
 
 def test_a_server_of_another_ca_is_refused_by_the_client(pki, tls_servers, password_file):
-    env = environment(
-        pki, tls_servers["redis"], password_file, REDIS_TLS_CA_FILE=str(pki / "stranger-ca.pem")
-    )
+    env = environment(pki, tls_servers["redis"], password_file, REDIS_TLS_CA_FILE=str(pki.other_ca))
     with pytest.raises(redis.ConnectionError):
         redis_from_env(env).ping()
 
@@ -296,7 +210,7 @@ def test_an_unreadable_tls_file_is_named(pki, password_file, tmp_path):
 
 
 def test_a_certificate_of_another_key_is_named(pki, password_file):
-    env = environment(pki, 6379, password_file, REDIS_TLS_KEY_FILE=str(pki / "stranger.key"))
+    env = environment(pki, 6379, password_file, REDIS_TLS_KEY_FILE=str(pki.other_client_key))
     with pytest.raises(ConfigError) as caught:
         redis_settings_from_env(env)
     assert caught.value.variable == "REDIS_TLS_CERT_FILE"

@@ -9,7 +9,6 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,85 +114,22 @@ def test_backlog_and_age_of_the_oldest_unsettled_entry(
     assert worker.process.poll() is None
 
 
-def _make_pki(directory: Path) -> dict[str, Path]:
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
-
-    ca_key, ca = directory / "ca.key", directory / "ca.crt"
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test CA",
-    )
-    paths = {"ca": ca}
-    for name in ("server", "client"):
-        key, csr, crt = (directory / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
-        run(
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(csr),
-            "-subj",
-            f"/CN={name}",
-        )
-        extensions = directory / f"{name}.ext"
-        extensions.write_text("subjectAltName=IP:127.0.0.1\n")
-        run(
-            "x509",
-            "-req",
-            "-in",
-            str(csr),
-            "-CA",
-            str(ca),
-            "-CAkey",
-            str(ca_key),
-            "-CAcreateserial",
-            "-out",
-            str(crt),
-            "-days",
-            "1",
-            "-extfile",
-            str(extensions),
-        )
-        paths[f"{name}_cert"], paths[f"{name}_key"] = crt, key
-    return paths
-
-
 def test_https_with_a_client_certificate(
-    start_worker: Callable[..., WorkerProcess], tmp_path: Path
+    start_worker: Callable[..., WorkerProcess], pki: Any
 ) -> None:
-    pki = _make_pki(tmp_path)
     port = free_port()
     start_worker(
         WORKER_METRICS_PORT=str(port),
         WORKER_METRICS_HOST="127.0.0.1",
-        TLS_CERT_FILE=str(pki["server_cert"]),
-        TLS_KEY_FILE=str(pki["server_key"]),
-        TLS_CLIENT_CA_FILE=str(pki["ca"]),
+        TLS_CERT_FILE=str(pki.server_cert),
+        TLS_KEY_FILE=str(pki.server_key),
+        TLS_CLIENT_CA_FILE=str(pki.ca),
     )
 
     def get(with_certificate: bool) -> int:
-        context = ssl.create_default_context(cafile=str(pki["ca"]))
+        context = ssl.create_default_context(cafile=str(pki.ca))
         if with_certificate:
-            context.load_cert_chain(str(pki["client_cert"]), str(pki["client_key"]))
+            context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
         connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
         try:
             connection.request("GET", "/metrics")
@@ -204,8 +140,8 @@ def test_https_with_a_client_certificate(
             connection.close()
 
     assert get(True) == 200
-    context = ssl.create_default_context(cafile=str(pki["ca"]))
-    context.load_cert_chain(str(pki["client_cert"]), str(pki["client_key"]))
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
     with urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=context) as reply:
         samples = parse(reply.read().decode())
     expiry = samples["loyalty_tls_certificate_expiry_timestamp_seconds{service=loyalty-worker}"]
