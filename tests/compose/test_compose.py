@@ -290,6 +290,10 @@ def test_bad_input_gets_json_4xx_through_the_router(platform: Platform) -> None:
     bearer = {"Authorization": f"Bearer {token}"}
     cases = {
         "unknown path": (404, "GET", "/nowhere", {}),
+        # The services' own metrics are never routed, however the path is spelt.
+        "metrics": (404, "GET", "/authentication/metrics", {}),
+        "metrics, encoded": (404, "GET", "/transactions/%6Detrics", {}),
+        "metrics, doubled slash": (404, "GET", "/transactions//METRICS/", {}),
         "wrong password": (
             401,
             "POST",

@@ -3,7 +3,9 @@
 The role's template is rendered with Ansible (the role's defaults and vars,
 one Auth API and one Transaction API host) and compared, section by section
 and line by line, with containers/router/haproxy.cfg. Allowed to differ: the
-`global` section, `resolvers` sections, the admin frontend, `bind` lines,
+`global` section, `resolvers` sections, the admin frontend, the metrics
+frontend (HAProxy's exporter for the monitoring hosts: Compose runs no
+monitoring), `bind` lines,
 `server`/`server-template` lines and comments, the plain frontend (only a
 308 to HTTPS, whose target port differs), the HSTS header (whose max-age
 Compose lets a user shorten for localhost), and the TLS options of the
@@ -23,7 +25,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_CFG = REPO / "containers" / "router" / "haproxy.cfg"
-IGNORED_SECTIONS = re.compile(r"^(global|resolvers \S+|frontend admin|frontend plain)$")
+IGNORED_SECTIONS = re.compile(
+    r"^(global|resolvers \S+|frontend admin|frontend plain|frontend metrics)$"
+)
 IGNORED_LINES = re.compile(
     r"^(#|bind |server |server-template |http-after-response set-header Strict-Transport-Security )"
 )
