@@ -26,8 +26,9 @@ ALLOWED = {
     ("platform-edge", 8404): set(),
     ("platform-edge", 8405): MONITORING,
     ("platform-redis", 6379): REDIS_CLIENTS,
-    ("platform-redis", 9090): set(),
-    ("platform-redis", 9093): set(),
+    # firewall_monitoring_sources: the control machine only.
+    ("platform-redis", 9090): {CONTROL},
+    ("platform-redis", 9093): {CONTROL},
     ("platform-api-1", 5000): {"platform-edge"} | MONITORING,
     ("platform-api-2", 5000): {"platform-edge"} | MONITORING,
     ("platform-worker-1", 9481): MONITORING,
