@@ -161,6 +161,29 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return hosts
 
 
+def ansible_playbook(playbook: str, *options: str, timeout: float = 900):
+    """A playbook of playbooks/ against the machines, as a user runs it from
+    the checkout (its ansible.cfg) with the compact inventory."""
+    result = run(
+        [
+            str(REPO / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            str(INVENTORY),
+            str(REPO / "playbooks" / playbook),
+            *options,
+        ],
+        timeout,
+        cwd=REPO,
+    )
+    logs = REPO / "build" / "vms"
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / f"ansible-{playbook.removesuffix('.yml')}.log").open("a") as out:
+        out.write(
+            f"$ ansible-playbook {playbook} {' '.join(options)}\n{result.stdout}{result.stderr}\n"
+        )
+    return result
+
+
 def libvirt_names(kind: str) -> set[str]:
     """Names of every libvirt domain (`list --all`), network (`net-list
     --all`) or volume of the default pool (`vol-list default`)."""

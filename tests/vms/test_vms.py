@@ -2,7 +2,8 @@
 (inventory/vagrant-compact), in order: boot, first and second `site.yml`,
 the README's HTTPie walkthrough, the firewall seen from the other machine,
 Prometheus scraping both, a worker VM powered off hard under load, a real
-reboot, and `vagrant destroy -f` leaving nothing behind. Each test uses what the previous left.
+reboot, a backup restored onto a new edge VM after the old one is lost, and
+`vagrant destroy -f` leaving nothing behind. Each test uses what the previous left.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from conftest import (
     USERS,
     VIRSH,
     WORKER,
+    ansible_playbook,
     demo_password,
     group_info,
     libvirt_names,
@@ -347,7 +349,68 @@ def test_8_edge_reboots_and_everything_comes_back_by_itself() -> None:
     FIGURES["edge_reboot_to_202_seconds"] = round(time.monotonic() - started, 1)
 
 
-def test_9_destroy_leaves_no_domain_volume_or_network() -> None:
+def test_9_restore_onto_a_fresh_edge_vm() -> None:
+    # A backup to the worker VM (the backup host), then one more transaction
+    # that the restore will not bring back (what the backup's age loses).
+    result = ansible_playbook("backup.yml")
+    assert result.returncode == 0, result.stdout[-5000:]
+    at_backup = {user: loyalty_state(user) for user in USERS}
+    token, _ = TOKENS.fresh("alice", deadline=60)
+    status, _, body = request(
+        "POST",
+        "/transactions/transactions",
+        {"amount": "100", "currency": "GBP"},
+        {"Authorization": f"Bearer {token}"},
+    )
+    assert status == 202, body
+
+    # The edge VM is lost and a new, empty one takes its name and address.
+    started = time.monotonic()
+    for command in (("destroy", "-f", EDGE), ("up", EDGE)):
+        result = vagrant(*command)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    result = vagrant("provision", WORKER, "--provision-with", "site")
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert loyalty_state("alice") == {"stamps": 0, "vouchers": 0, "transactions": 0}
+
+    refused = ansible_playbook("restore.yml")
+    assert refused.returncode != 0
+    assert f"-e redis_backup_restore_confirm={EDGE}" in refused.stdout, refused.stdout[-3000:]
+    restored = ansible_playbook("restore.yml", "-e", f"redis_backup_restore_confirm={EDGE}")
+    assert restored.returncode == 0, restored.stdout[-5000:]
+    FIGURES["fresh_edge_to_restored_seconds"] = round(time.monotonic() - started, 1)
+    assert {user: loyalty_state(user) for user in USERS} == at_backup
+
+    # The platform works on: a transaction is queued and awarded once.
+    before = loyalty_state("bob")["transactions"]
+    token, _ = TOKENS.fresh("bob", deadline=120)
+    deadline = time.monotonic() + 120
+    while True:
+        status, _, body = request(
+            "POST",
+            "/transactions/transactions",
+            {"amount": "100", "currency": "GBP"},
+            {"Authorization": f"Bearer {token}"},
+        )
+        if status == 202:
+            break
+        assert time.monotonic() < deadline, f"no 202 after the restore: {status} {body}"
+        time.sleep(2)
+    deadline = time.monotonic() + 120
+    while loyalty_state("bob")["transactions"] != before + 1:
+        assert time.monotonic() < deadline, "the transaction after the restore was not awarded"
+        time.sleep(2)
+    # And site.yml finds nothing to change after the restore.
+    result = vagrant("provision", WORKER, "--provision-with", "site")
+    hosts = recap(result.stdout)
+    assert {name: h["changed"] for name, h in hosts.items()} == {
+        "localhost": 0,
+        EDGE: 0,
+        WORKER: 0,
+    }, result.stdout[-8000:]
+
+
+def test_10_destroy_leaves_no_domain_volume_or_network() -> None:
     ours = {domain_id(EDGE), domain_id(WORKER)}
     result = vagrant("destroy", "-f")
     assert result.returncode == 0, result.stdout + result.stderr
