@@ -299,6 +299,6 @@ def test_dashboard_shows_the_platform():
     screenshot = REPO / "build" / "dashboard.png"
     screenshot.parent.mkdir(exist_ok=True)
     screenshot.unlink(missing_ok=True)
-    browse(f"--screenshot={screenshot}", "--window-size=1280,2400", "--hide-scrollbars")
+    browse(f"--screenshot={screenshot}", "--window-size=1280,1300", "--hide-scrollbars")
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     FIGURES["dashboard_screenshot_bytes"] = screenshot.stat().st_size
