@@ -162,14 +162,15 @@ def recap(output: str) -> dict[str, dict[str, int]]:
 
 
 def ansible_playbook(playbook: str, *options: str, timeout: float = 900):
-    """A playbook of playbooks/ against the machines, as a user runs it from
-    the checkout (its ansible.cfg) with the compact inventory."""
+    """A playbook (its path from the checkout's root) against the machines,
+    as a user runs it from the checkout (its ansible.cfg) with the compact
+    inventory."""
     result = run(
         [
             str(REPO / ".venv" / "bin" / "ansible-playbook"),
             "-i",
             str(INVENTORY),
-            str(REPO / "playbooks" / playbook),
+            str(REPO / playbook),
             *options,
         ],
         timeout,
@@ -177,7 +178,7 @@ def ansible_playbook(playbook: str, *options: str, timeout: float = 900):
     )
     logs = REPO / "build" / "vms"
     logs.mkdir(parents=True, exist_ok=True)
-    with (logs / f"ansible-{playbook.removesuffix('.yml')}.log").open("a") as out:
+    with (logs / f"ansible-{Path(playbook).stem}.log").open("a") as out:
         out.write(
             f"$ ansible-playbook {playbook} {' '.join(options)}\n{result.stdout}{result.stderr}\n"
         )
