@@ -376,9 +376,7 @@ def test_9_restore_onto_a_fresh_edge_vm() -> None:
     for command in (("destroy", "-f", EDGE), ("up", EDGE)):
         result = vagrant(*command)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    # site.yml for the new machine only (and the control node): the other's
-    # second converge was test 3's.
-    result = ansible_playbook("site.yml", "--limit", f"{EDGE},localhost")
+    result = vagrant("provision", WORKER, "--provision-with", "site")
     assert result.returncode == 0, result.stdout[-5000:]
     assert loyalty_state("alice") == {"stamps": 0, "vouchers": 0, "transactions": 0}
 
