@@ -76,6 +76,23 @@ def boot_id(machine: str) -> str:
     return result.stdout.strip()
 
 
+def queue_one_transaction(user: str, when: str, timeout: float = 120) -> None:
+    """POST one transaction with a new token until it gets its 202."""
+    token, _ = TOKENS.fresh(user, deadline=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        status, _, body = request(
+            "POST",
+            "/transactions/transactions",
+            {"amount": "100", "currency": "GBP"},
+            {"Authorization": f"Bearer {token}"},
+        )
+        if status == 202:
+            return
+        assert time.monotonic() < deadline, f"no 202 {when}: {status} {body}"
+        time.sleep(2)
+
+
 def test_1_machines_boot_with_kernels_of_their_own() -> None:
     STATE["before"] = {kind: libvirt_names(kind) for kind in ("list", "net-list", "vol-list")}
     for machine in (EDGE, WORKER):
@@ -340,19 +357,7 @@ def test_8_edge_reboots_and_everything_comes_back_by_itself() -> None:
     assert units.stdout.strip() == "running", ssh(EDGE, "systemctl --failed").stdout
     # Redis kept the loyalty state (AOF), and a transaction is accepted again.
     assert {user: loyalty_state(user) for user in USERS} == state
-    token, _ = TOKENS.fresh("alice", deadline=120)
-    deadline = time.monotonic() + 120
-    while True:
-        status, _, body = request(
-            "POST",
-            "/transactions/transactions",
-            {"amount": "100", "currency": "GBP"},
-            {"Authorization": f"Bearer {token}"},
-        )
-        if status == 202:
-            break
-        assert time.monotonic() < deadline, f"no 202 after the reboot: {status} {body}"
-        time.sleep(2)
+    queue_one_transaction("alice", "after the reboot")
     FIGURES["edge_reboot_to_202_seconds"] = round(time.monotonic() - started, 1)
 
 
@@ -392,19 +397,7 @@ def test_9_restore_onto_a_fresh_edge_vm() -> None:
 
     # The platform works on: a transaction is queued and awarded once.
     before = loyalty_state("bob")["transactions"]
-    token, _ = TOKENS.fresh("bob", deadline=120)
-    deadline = time.monotonic() + 120
-    while True:
-        status, _, body = request(
-            "POST",
-            "/transactions/transactions",
-            {"amount": "100", "currency": "GBP"},
-            {"Authorization": f"Bearer {token}"},
-        )
-        if status == 202:
-            break
-        assert time.monotonic() < deadline, f"no 202 after the restore: {status} {body}"
-        time.sleep(2)
+    queue_one_transaction("bob", "after the restore")
     deadline = time.monotonic() + 120
     while loyalty_state("bob")["transactions"] != before + 1:
         assert time.monotonic() < deadline, "the transaction after the restore was not awarded"
