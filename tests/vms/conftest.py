@@ -53,16 +53,21 @@ def run(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedPro
     )
 
 
+def keep_output(name: str, command: list[str], result: subprocess.CompletedProcess[str]) -> None:
+    """Append a command and its output to build/vms/<name>."""
+    logs = REPO / "build" / "vms"
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / name).open("a") as out:
+        out.write(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}\n")
+
+
 def vagrant(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
     """`vagrant ARGS` in the checkout with scripts/vm-test's environment,
-    its output also written to build/vms/vagrant-<command>.log."""
+    its output also kept in build/vms/vagrant-<command>.log."""
     for name in ("LOYALTY_VAGRANT_INVENTORY", "VAGRANT_DOTFILE_PATH", "LOYALTY_VM_BOX"):
         assert os.environ.get(name), f"{name} is not set: run the VM tests with scripts/vm-test"
     result = run(["vagrant", *args], timeout, cwd=REPO)
-    logs = REPO / "build" / "vms"
-    logs.mkdir(parents=True, exist_ok=True)
-    with (logs / f"vagrant-{args[0]}.log").open("a") as out:
-        out.write(f"$ vagrant {' '.join(args)}\n{result.stdout}{result.stderr}\n")
+    keep_output(f"vagrant-{args[0]}.log", ["vagrant", *args], result)
     return result
 
 
@@ -176,12 +181,9 @@ def ansible_playbook(playbook: str, *options: str, timeout: float = 900):
         timeout,
         cwd=REPO,
     )
-    logs = REPO / "build" / "vms"
-    logs.mkdir(parents=True, exist_ok=True)
-    with (logs / f"ansible-{Path(playbook).stem}.log").open("a") as out:
-        out.write(
-            f"$ ansible-playbook {playbook} {' '.join(options)}\n{result.stdout}{result.stderr}\n"
-        )
+    keep_output(
+        f"ansible-{Path(playbook).stem}.log", ["ansible-playbook", playbook, *options], result
+    )
     return result
 
 
