@@ -30,8 +30,23 @@ from platform_http import API_PORT, HELLO_PORT, SERVICE_PORT
 
 GATEWAY = "172.30.30.1"  # this machine, as the hosts see it
 VENV = REPO / ".venv" / "bin"
-# Every Debian package a role installs (roles/*/tasks/install.yml, packages.yml).
-APT_PACKAGES = ["nftables", "redis-server", "redis-tools", "haproxy", "socat", "python3-venv"]
+# Every Debian package the roles install on the bench platform (the apt
+# tasks of firewall, redis, router, python_service, redis_backup,
+# node_exporter and monitoring; not router_vip's keepalived nor Sentinel,
+# whose groups the bench has not).
+APT_PACKAGES = [
+    "nftables",
+    "redis-server",
+    "redis-tools",
+    "haproxy",
+    "socat",
+    "python3-venv",
+    "openssh-client",
+    "prometheus-node-exporter",
+    "prometheus",
+    "prometheus-alertmanager",
+    "prometheus-redis-exporter",
+]
 # One virtualenv per Python service, as the roles make them.
 PIP_PACKAGES = {
     "auth-api": "loyalty-auth-api",
@@ -42,8 +57,10 @@ PIP_PACKAGES = {
 
 def platform_hosts(workers: int) -> dict[str, dict[str, Any]]:
     hosts = {
-        "bench-edge": {"address": "172.30.30.10", "groups": ["router", "auth_api"]},
-        "bench-redis": {"address": "172.30.30.11", "groups": ["redis"]},
+        # The groups of inventory/local: backups kept on the edge, the
+        # monitoring beside Redis.
+        "bench-edge": {"address": "172.30.30.10", "groups": ["router", "auth_api", "backup"]},
+        "bench-redis": {"address": "172.30.30.11", "groups": ["redis", "monitoring"]},
         "bench-api": {"address": "172.30.30.12", "groups": ["transaction_api"]},
     }
     for n in range(1, workers + 1):
