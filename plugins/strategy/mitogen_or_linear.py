@@ -21,11 +21,18 @@ author: Loyalty platform maintainers
 """
 
 try:
+    import ansible_mitogen.affinity
     import ansible_mitogen.loaders
     import ansible_mitogen.strategy
 except ImportError:
     from ansible.plugins.strategy.linear import StrategyModule
 else:
+    # Mitogen pins its multiplexer to one CPU and, on a machine of two or
+    # three, the controller, every worker and every connection's helper
+    # process (docker exec, ssh) to one other: the workers of a task then
+    # queue on a single core. Left to the kernel, they spread over all of
+    # them (bench/README.md, "Mitogen's CPU pinning").
+    ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
     _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: ignore[misc, valid-type]
