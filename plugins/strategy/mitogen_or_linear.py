@@ -23,6 +23,7 @@ author: Loyalty platform maintainers
 try:
     import ansible_mitogen.affinity
     import ansible_mitogen.loaders
+    import ansible_mitogen.planner
     import ansible_mitogen.strategy
 except ImportError:
     from ansible.plugins.strategy.linear import StrategyModule
@@ -33,7 +34,23 @@ else:
     # queue on a single core. Left to the kernel, they spread over all of
     # them (bench/README.md, "Mitogen's CPU pinning").
     ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
+    from ansible.collections.list import list_collection_dirs
+
     _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: ignore[misc, valid-type]
         """Linear with Mitogen's connection handling mixed in."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            # Before the first module runs, Mitogen's planner lists every
+            # installed collection (about 0.1 s) in the worker process of
+            # each task that uses a collection's module, and a worker
+            # forgets it when the task ends. Listed once here, before any
+            # worker is forked, every worker inherits the list.
+            collection_dirs = [path.decode() for path in list_collection_dirs()]
+
+            def load_collections(invocation: object) -> None:
+                invocation._extra_sys_paths.update(collection_dirs)  # type: ignore[attr-defined]
+
+            ansible_mitogen.planner._load_collections = load_collections
