@@ -36,6 +36,7 @@ VENV = REPO / ".venv" / "bin"
 # whose groups the bench has not).
 APT_PACKAGES = [
     "nftables",
+    "netbase",
     "redis-server",
     "redis-tools",
     "haproxy",
@@ -120,6 +121,20 @@ RECAP = re.compile(
 PROFILE = re.compile(r"^(.{1,200}?) -+ (\d+\.\d+)s$", re.M)
 
 
+def time_by_role(timings: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    """The tasks' seconds and count per role ("role : task" in profile_tasks'
+    names; a play's own tasks count as "(plays)"), the costliest first."""
+    roles: dict[str, dict[str, Any]] = {}
+    for name, seconds in timings:
+        role = name.split(" : ", 1)[0] if " : " in name else "(plays)"
+        entry = roles.setdefault(role, {"role": role, "seconds": 0.0, "tasks": 0})
+        entry["seconds"] += seconds
+        entry["tasks"] += 1
+    for entry in roles.values():
+        entry["seconds"] = round(entry["seconds"], 1)
+    return sorted(roles.values(), key=lambda e: -e["seconds"])
+
+
 def converge(
     inventory: Path,
     label: str,
@@ -137,6 +152,8 @@ def converge(
         **os.environ,
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(logs / "facts" / facts),
+        # Every task's time, not only the slowest, for the time per role.
+        "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all",
         "PATH": f"{VENV}:{os.environ['PATH']}",
         **(env_extra or {}),
     }
@@ -156,10 +173,8 @@ def converge(
         raise RuntimeError(
             f"converge {label} failed; see {logs / (label + '.log')}:\n{result.stdout[-3000:]}"
         )
-    slowest = sorted(
-        ((name.strip(), float(t)) for name, t in PROFILE.findall(result.stdout)),
-        key=lambda x: -x[1],
-    )[:8]
+    timings = [(name.strip(), float(t)) for name, t in PROFILE.findall(result.stdout)]
+    slowest = sorted(timings, key=lambda x: -x[1])[:8]
     changed = sum(r["changed"] for r in recap.values())
     log(f"converge {label}: {seconds:.1f} s, changed={changed}")
     return {
@@ -168,6 +183,7 @@ def converge(
         "tasks_ok": sum(r["ok"] for r in recap.values()),
         "hosts": len(recap),
         "slowest_tasks": [{"task": n, "seconds": t} for n, t in slowest],
+        "by_role": time_by_role(timings),
         "load_average": load_average(),
         "command": "ansible-playbook -i <bench inventory> site.yml"
         + "".join(f" {k}={v}" for k, v in (env_extra or {}).items()),
