@@ -1,7 +1,8 @@
 """The platform's certificates, as Ansible filters.
 
 ``platform_tls_subject_alt_names`` lists the names a host's certificate
-carries; ``tls_certificate_problem`` says in one sentence what is wrong with
+carries; ``platform_tls_plan`` says which keys, requests and certificates
+platform_secrets must make; ``tls_certificate_problem`` says in one sentence what is wrong with
 a certificate and its key, or returns an empty string. Both are pure
 functions of their arguments (PEM text, not paths: the roles read the files
 on the control node and pass inventory-supplied PEM the same way).
@@ -13,7 +14,7 @@ through ansible.cfg's filter_plugins. Tests: tests/plugins/.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,6 +52,47 @@ def platform_tls_subject_alt_names(host: str, host_vars: Mapping[str, Any]) -> l
     extra: Iterable[str] = host_vars.get("platform_secrets_tls_extra_names") or []
     names += [name if name.startswith(("DNS:", "IP:")) else _address_entry(name) for name in extra]
     return list(dict.fromkeys(names))
+
+
+def platform_tls_plan(
+    hosts: Sequence[str],
+    certificates: Sequence[Mapping[str, Any]],
+    files: Iterable[str],
+    host_vars: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """What platform_secrets must make, from one look at the certificates.
+
+    ``certificates`` are the results of x509_certificate_info over ``ca`` and
+    ``hosts/<host>`` (with ``valid_at.renewal``); one without ``valid_at``
+    is missing. ``files`` names the keys and requests present (``ca.key``,
+    ``hosts/<host>.csr``...). The plan: ``ca_key`` (make the CA's key),
+    ``ca`` (write its request and sign it), ``renew`` (the certificates
+    within the renewal window), ``keys`` (hosts without a key) and ``sign``
+    (hosts whose certificate is missing, renewed, names other names than the
+    host's, or whose key, request or CA key is made anew).
+    """
+    present = set(files)
+    found = {c["item"]: c for c in certificates if "valid_at" in c}
+    renew = [item for item, c in found.items() if not c["valid_at"].get("renewal")]
+    ca_key = "ca.key" not in present
+    keys = [host for host in hosts if f"hosts/{host}.key" not in present]
+
+    def needs_signing(host: str) -> bool:
+        item = f"hosts/{host}"
+        if ca_key or item not in found or item in renew or host in keys:
+            return True
+        if f"{item}.csr" not in present:
+            return True
+        wanted = platform_tls_subject_alt_names(host, host_vars[host])
+        return sorted(found[item].get("subject_alt_name") or []) != sorted(wanted)
+
+    return {
+        "ca_key": ca_key,
+        "ca": ca_key or "ca" not in found or "ca" in renew or "ca.csr" not in present,
+        "renew": renew,
+        "keys": keys,
+        "sign": [host for host in hosts if needs_signing(host)],
+    }
 
 
 def tls_certificate_problem(
@@ -97,5 +139,6 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "platform_tls_subject_alt_names": platform_tls_subject_alt_names,
+            "platform_tls_plan": platform_tls_plan,
             "tls_certificate_problem": tls_certificate_problem,
         }

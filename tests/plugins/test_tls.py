@@ -131,3 +131,83 @@ def test_extra_names_and_ipv6_addresses_are_typed_and_kept_once(names):
         "DNS:api.example.com",
         "IP:203.0.113.5",
     ]
+
+
+@pytest.fixture
+def plan(load_filter: Callable[[str], Callable[..., Any]]) -> Callable[..., dict[str, Any]]:
+    return load_filter("platform_tls_plan")
+
+
+HOST_VARS = {"h1": {"private_address": "10.0.0.1"}, "h2": {"private_address": "10.0.0.2"}}
+SANS = {
+    "h1": ["DNS:h1", "IP:10.0.0.1", "DNS:localhost", "IP:127.0.0.1"],
+    "h2": ["DNS:h2", "IP:10.0.0.2", "DNS:localhost", "IP:127.0.0.1"],
+}
+ALL_FILES = ["ca.key", "ca.csr", "ca.crt"] + [
+    f"hosts/{h}.{ext}" for h in HOST_VARS for ext in ("key", "csr", "crt")
+]
+
+
+def info(item: str, renewal: bool = True, sans: list[str] | None = None) -> dict[str, Any]:
+    """One result of x509_certificate_info, as the role registers it."""
+    return {"item": item, "valid_at": {"renewal": renewal}, "subject_alt_name": sans or []}
+
+
+def found(**overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    results = {"ca": info("ca")} | {f"hosts/{h}": info(f"hosts/{h}", sans=SANS[h]) for h in SANS}
+    return list((results | overrides).values())
+
+
+def test_nothing_to_make_when_everything_is_in_place(plan):
+    assert plan(["h1", "h2"], found(), ALL_FILES, HOST_VARS) == {
+        "ca_key": False,
+        "ca": False,
+        "renew": [],
+        "keys": [],
+        "sign": [],
+    }
+
+
+def test_names_in_another_order_are_the_same_names(plan):
+    reordered = {"hosts/h1": info("hosts/h1", sans=list(reversed(SANS["h1"])))}
+    assert plan(["h1", "h2"], found(**reordered), ALL_FILES, HOST_VARS)["sign"] == []
+
+
+def test_a_changed_address_signs_that_host(plan):
+    moved = {"h1": {"private_address": "10.0.0.9"}, "h2": HOST_VARS["h2"]}
+    assert plan(["h1", "h2"], found(), ALL_FILES, moved)["sign"] == ["h1"]
+
+
+def test_a_certificate_in_the_renewal_window_is_renewed(plan):
+    result = plan(
+        ["h1", "h2"],
+        found(**{"hosts/h2": info("hosts/h2", False, SANS["h2"])}),
+        ALL_FILES,
+        HOST_VARS,
+    )
+    assert (result["renew"], result["sign"], result["ca"]) == (["hosts/h2"], ["h2"], False)
+
+
+def test_a_missing_key_or_request_or_certificate_signs_that_host(plan):
+    without_key = [f for f in ALL_FILES if f != "hosts/h1.key"]
+    assert plan(["h1", "h2"], found(), without_key, HOST_VARS)["keys"] == ["h1"]
+    assert plan(["h1", "h2"], found(), without_key, HOST_VARS)["sign"] == ["h1"]
+    without_csr = [f for f in ALL_FILES if f != "hosts/h2.csr"]
+    assert plan(["h1", "h2"], found(), without_csr, HOST_VARS)["sign"] == ["h2"]
+    missing = {"hosts/h2": {"item": "hosts/h2", "failed": True}}
+    assert plan(["h1", "h2"], found(**missing), ALL_FILES, HOST_VARS)["sign"] == ["h2"]
+
+
+def test_a_new_ca_key_makes_the_ca_and_signs_every_host(plan):
+    result = plan(["h1", "h2"], found(), [f for f in ALL_FILES if f != "ca.key"], HOST_VARS)
+    assert (result["ca_key"], result["ca"], result["sign"]) == (True, True, ["h1", "h2"])
+
+
+def test_a_ca_in_its_renewal_window_is_signed_again_with_its_key(plan):
+    result = plan(["h1", "h2"], found(ca=info("ca", False)), ALL_FILES, HOST_VARS)
+    assert (result["ca_key"], result["ca"], result["renew"], result["sign"]) == (
+        False,
+        True,
+        ["ca"],
+        [],
+    )
