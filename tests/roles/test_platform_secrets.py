@@ -32,7 +32,8 @@ class Secrets:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.dir = root / "secrets"
+        # As the default (role_path ~ '/../../.secrets'), a path through "..".
+        self.dir = root / "work" / ".." / "secrets"
         self.addresses = dict(HOSTS)
 
     def run(self, *extra: str) -> int:
