@@ -122,6 +122,33 @@ def test_multipart_text_is_utf_8(
     assert (reply.status, reply.json) == (status, {"error": error})
 
 
+def test_multipart_extra_field_with_odd_name_is_ignored(kit: Any, port: int) -> None:
+    # An extra field named with a NUL and other control characters (found by
+    # the API fuzz) leaves the real fields readable.
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="\x1e\x02P\x00"\r\n\r\nnull\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="username"\r\n\r\nalice\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="password"\r\n\r\n'
+        + kit.DEMO_PASSWORD.encode()
+        + b"\r\n--b--\r\n"
+    )
+    reply = kit.call(
+        port, "POST", "/token", body, {"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert reply.status == 200, reply.body
+
+
+def test_multipart_part_with_unknown_charset_is_400(kit: Any, port: int) -> None:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="username"\r\n'
+        b"Content-Type: text/plain; charset=no-such-charset\r\n\r\nalice\r\n--b--\r\n"
+    )
+    reply = kit.call(
+        port, "POST", "/token", body, {"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert (reply.status, reply.json) == (400, {"error": "Multipart body names an unknown charset"})
+
+
 def test_json_with_charset_and_extra_fields(kit: Any, port: int) -> None:
     reply = kit.call(
         port,
