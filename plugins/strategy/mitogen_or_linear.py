@@ -36,6 +36,19 @@ else:
     ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
     from ansible.collections.list import list_collection_dirs
 
+    def list_collections_once() -> None:
+        """Before the first module runs, Mitogen's planner lists every
+        installed collection (about 0.1 s) in the worker process of each
+        task that uses a collection's module, and a worker forgets it when
+        the task ends. Listed once in the controller, before any worker is
+        forked, every worker inherits the list."""
+        collection_dirs = [path.decode() for path in list_collection_dirs()]
+
+        def load_collections(invocation: object) -> None:
+            invocation._extra_sys_paths.update(collection_dirs)  # type: ignore[attr-defined]
+
+        ansible_mitogen.planner._load_collections = load_collections
+
     _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: ignore[misc, valid-type]
@@ -43,14 +56,4 @@ else:
 
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, **kwargs)
-            # Before the first module runs, Mitogen's planner lists every
-            # installed collection (about 0.1 s) in the worker process of
-            # each task that uses a collection's module, and a worker
-            # forgets it when the task ends. Listed once here, before any
-            # worker is forked, every worker inherits the list.
-            collection_dirs = [path.decode() for path in list_collection_dirs()]
-
-            def load_collections(invocation: object) -> None:
-                invocation._extra_sys_paths.update(collection_dirs)  # type: ignore[attr-defined]
-
-            ansible_mitogen.planner._load_collections = load_collections
+            list_collections_once()
