@@ -4,14 +4,17 @@ For a play whose hosts run different roles that do not wait for each other
 (playbooks/services.yml: the Auth API, the Transaction API and the workers):
 each host goes through its own tasks at its own pace, so that one tier's
 virtualenv installs while another's does. Mitogen's settings are those of
-mitogen_or_linear (loaded first, which applies them); without the
-``mitogen`` package this is plain ``free``.
+mitogen_or_linear (loaded first, which applies them). It follows the
+default strategy: plain ``free`` when that is not mitogen_or_linear
+(``ANSIBLE_STRATEGY=linear`` takes Mitogen out of every play, Molecule's
+converges run without it) or when the ``mitogen`` package is missing.
 """
 
 from __future__ import annotations
 
 import sys
 
+from ansible import constants as C
 from ansible.plugins.loader import strategy_loader
 
 DOCUMENTATION = """
@@ -20,13 +23,17 @@ short_description: free, through Mitogen when it is installed
 description:
   - Runs each host's tasks as fast as it can, as C(free) does.
   - Uses Mitogen's connection multiplexing, with mitogen_or_linear's settings,
-    when the C(mitogen) package can be imported.
+    when that is the default strategy and the C(mitogen) package can be imported.
 author: Loyalty platform maintainers
 """
 
 _linear_module = sys.modules[strategy_loader.get("mitogen_or_linear", class_only=True).__module__]
 
-if not hasattr(_linear_module, "list_collections_once"):
+_use_mitogen = C.DEFAULT_STRATEGY == "mitogen_or_linear" and hasattr(
+    _linear_module, "list_collections_once"
+)
+
+if not _use_mitogen:
     from ansible.plugins.strategy.free import StrategyModule
 else:
     import ansible_mitogen.loaders
