@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -34,6 +35,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
+# Fields a form (urlencoded or multipart) may hold before it is refused.
+MAX_FORM_FIELDS = 256
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_TYPE = "multipart/form-data"
@@ -145,12 +148,9 @@ def _read_raw(environ: dict[str, Any]) -> bytes:
     return data
 
 
-def _parse_form(data: bytes) -> Body:
-    try:
-        text = data.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=256)
-    except (UnicodeDecodeError, ValueError):
-        raise json_error(400, "Form body is not valid UTF-8 form encoding") from None
+def _form_body(pairs: Iterable[tuple[str, str | None]]) -> Body:
+    """A form's fields, the first value of each; the names given again are
+    listed in ``repeated``."""
     body = Body(kind="form")
     for name, value in pairs:
         if name in body.fields:
@@ -159,6 +159,17 @@ def _parse_form(data: bytes) -> Body:
             continue
         body.fields[name] = value
     return body
+
+
+def _parse_form(data: bytes) -> Body:
+    try:
+        text = data.decode("utf-8")
+        pairs = parse_qsl(
+            text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FORM_FIELDS
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise json_error(400, "Form body is not valid UTF-8 form encoding") from None
+    return _form_body(pairs)
 
 
 def _parse_multipart(data: bytes, content_type: str) -> Body:
@@ -172,7 +183,7 @@ def _parse_multipart(data: bytes, content_type: str) -> Body:
             boundary,
             len(data),
             charset="utf-8",
-            part_limit=256,
+            part_limit=MAX_FORM_FIELDS,
             spool_limit=MAX_BODY_BYTES + 1,
         )
         parts = [(part.name, None if part.filename is not None else part.value) for part in parser]
@@ -183,15 +194,8 @@ def _parse_multipart(data: bytes, content_type: str) -> Body:
         raise json_error(400, "Multipart body names an unknown charset") from None
     except multipart.MultipartError:
         raise json_error(400, "Multipart body is malformed") from None
-    body = Body(kind="form")
-    for name, value in parts:
-        # A file (value None) is never a valid field value; the route says which.
-        if name in body.fields:
-            if name not in body.repeated:
-                body.repeated.append(name)
-            continue
-        body.fields[name] = value
-    return body
+    # A file (value None) is never a valid field value; the route says which.
+    return _form_body(parts)
 
 
 def _parse_json(data: bytes) -> Body:
